@@ -1,0 +1,101 @@
+/* alloc/arena.c — arenas, the arena index, the page map and metadata memory.
+ *
+ * Address space comes from the OS in regions that are multiples of 64 MiB and 64 MiB
+ * aligned. Each 64 MiB arena has a metadata block (alloc_arena) holding its page map: one
+ * span pointer per 8 KiB page. The arena index is a two-level radix table over the 48-bit
+ * address space (1024 L1 slots x 4096 arenas), so alloc_span_of() answers "which span holds
+ * p, if any" with three dependent loads and never touches p itself.
+ *
+ * Region memory is mapped read-write with MAP_NORESERVE: the kernel commits pages on first
+ * touch, which replaces DESIGN §2's "reserve PROT_NONE, commit on demand" without an
+ * mprotect per span (fewer system calls, no VMA splitting). See README "Memory".
+ *
+ * Concurrency: index and page-map entries are written under the heap lock with release
+ * stores and read without locks (acquire). Arena metadata is never freed, so a stale read
+ * is always memory-safe.
+ */
+#include "cgc/internal.h"
+
+#include <string.h>
+
+_Atomic(alloc_arena **) alloc_arena_index[1u << ALLOC_INDEX_L1_BITS];
+
+static uintptr_t next_hint = (uintptr_t)1 << 44; /* [heap] where the next region should go */
+
+/* ---- metadata memory ------------------------------------------------------------------- */
+static char *meta_cur, *meta_end; /* [heap] */
+
+void *alloc_meta_alloc(size_t size) {
+    size = (size + 63) & ~(size_t)63;
+    if ((size_t)(meta_end - meta_cur) < size) {
+        size_t chunk = size > ((size_t)1 << 20) ? size : ((size_t)1 << 20);
+        char *p = plat_map(chunk);
+        if (p == NULL) return NULL;
+        meta_cur = p;
+        meta_end = p + chunk;
+    }
+    void *r = meta_cur;
+    meta_cur += size;
+    return r;
+}
+
+static alloc_arena *arena_register(uintptr_t base) {
+    uintptr_t no = base >> ALLOC_ARENA_SHIFT;
+    _Atomic(alloc_arena **) *l1 = &alloc_arena_index[no >> ALLOC_INDEX_L2_BITS];
+    alloc_arena **l2 = atomic_load_explicit(l1, memory_order_relaxed);
+    if (l2 == NULL) {
+        l2 = plat_map(sizeof(alloc_arena *) << ALLOC_INDEX_L2_BITS);
+        if (l2 == NULL) return NULL;
+        atomic_store_explicit(l1, l2, memory_order_release);
+    }
+    alloc_arena *ar = plat_map(sizeof(alloc_arena));
+    if (ar == NULL) return NULL;
+    ar->base = base;
+    memset(ar->released, 0xff, sizeof ar->released); /* fresh memory is not resident */
+    atomic_store_explicit((_Atomic(alloc_arena *) *)&l2[no & ((1u << ALLOC_INDEX_L2_BITS) - 1)], ar,
+                          memory_order_release);
+    return ar;
+}
+
+uintptr_t alloc_arena_grow(size_t size) {
+    void *p = plat_map_aligned((void *)next_hint, size, ALLOC_ARENA_SIZE);
+    if (p == NULL) return 0;
+    uintptr_t base = (uintptr_t)p;
+    if (base + size > ((uintptr_t)1 << ALLOC_ADDR_BITS)) { /* not indexable: give it back */
+        plat_unmap(p, size);
+        return 0;
+    }
+    for (uintptr_t a = base; a < base + size; a += ALLOC_ARENA_SIZE) {
+        if (arena_register(a) == NULL) {
+            /* Arenas registered so far stay registered but hold no spans: harmless. */
+            plat_unmap(p, size);
+            return 0;
+        }
+    }
+    next_hint = base + size;
+    return base;
+}
+
+alloc_arena *alloc_arena_of(uintptr_t addr) {
+    uintptr_t no = addr >> ALLOC_ARENA_SHIFT;
+    alloc_arena **l2 = atomic_load_explicit(&alloc_arena_index[no >> ALLOC_INDEX_L2_BITS],
+                                            memory_order_relaxed);
+    return l2[no & ((1u << ALLOC_INDEX_L2_BITS) - 1)];
+}
+
+static inline _Atomic(alloc_span *) *pagemap_slot(uintptr_t addr) {
+    alloc_arena *ar = alloc_arena_of(addr);
+    return &ar->pagemap[(addr >> ALLOC_PAGE_SHIFT) & (ALLOC_ARENA_PAGES - 1)];
+}
+
+void alloc_pagemap_set(uintptr_t start, size_t npages, alloc_span *s, bool ends_only) {
+    if (ends_only) {
+        atomic_store_explicit(pagemap_slot(start), s, memory_order_release);
+        if (npages > 1)
+            atomic_store_explicit(pagemap_slot(start + (npages - 1) * ALLOC_PAGE_SIZE), s,
+                                  memory_order_release);
+        return;
+    }
+    for (size_t i = 0; i < npages; i++)
+        atomic_store_explicit(pagemap_slot(start + i * ALLOC_PAGE_SIZE), s, memory_order_release);
+}

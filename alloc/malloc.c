@@ -1,0 +1,271 @@
+/* alloc/malloc.c — the explicit-free heap's entry points, with C-library semantics.
+ *
+ * Fast paths are inline here: a small malloc is a table lookup, a pop from the thread's
+ * current span and one bit set; a free is a page-map lookup, two checks (the block is the
+ * start of an allocated slot; this thread owns the span) and a push. Everything else —
+ * large blocks, other threads' spans, first use, errors — goes to a slow path.
+ *
+ * Semantics (DESIGN §4): NULL + ENOMEM on overflow or exhaustion; posix_memalign returns
+ * EINVAL for a bad alignment and leaves *out alone; free preserves errno; a double free or
+ * a free of anything but the start of a live block is reported (alloc_report_error), never
+ * followed into a crash. A pointer whose page is not in cgc's heap is never dereferenced.
+ */
+#include "cgc/internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+_Atomic uint64_t alloc_orphan_nlarge;
+
+/* ---- allocation ------------------------------------------------------------------------ */
+
+static inline void *cache_alloc(alloc_cache *c, unsigned cls) {
+    alloc_span *s = c->bins[cls].cur;
+    void **p = s->free;
+    if (CGC_LIKELY(p != NULL)) {
+        s->free = *p;
+        s->used++;
+        uint32_t idx = alloc_slot_index(s, (uintptr_t)p);
+        _Atomic uint64_t *w = &s->alloc_bits[idx >> 6];
+        atomic_store_explicit(w, alloc_bits_load(w) | ((uint64_t)1 << (idx & 63)),
+                              memory_order_relaxed);
+        alloc_count(&c->nmalloc);
+        return p;
+    }
+    return alloc_cache_refill(c, cls);
+}
+
+void *alloc_large(size_t n, size_t align, bool zero) {
+    if (n > ((size_t)1 << ALLOC_ADDR_BITS)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t npages = (n + ALLOC_PAGE_SIZE - 1) >> ALLOC_PAGE_SHIFT;
+    if (npages == 0) npages = 1;
+    size_t align_pages = align > ALLOC_PAGE_SIZE ? align / ALLOC_PAGE_SIZE : 1;
+    alloc_span *s = alloc_heap_alloc(npages, align_pages, true);
+    if (s == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (zero && !s->zeroed) memset((void *)s->start, 0, npages * ALLOC_PAGE_SIZE);
+    alloc_cache *c = alloc_tls_cache;
+    if (alloc_cache_valid(c)) alloc_count(&c->nmalloc);
+    else atomic_fetch_add_explicit(&alloc_orphan_nlarge, 1, memory_order_relaxed);
+    return (void *)s->start;
+}
+
+static void *alloc_small_slow(unsigned cls) {
+    alloc_cache *c = alloc_tls_cache;
+    if (c == NULL) c = alloc_cache_create();
+    void *p;
+    if (alloc_cache_valid(c)) {
+        p = cache_alloc(c, cls);
+    } else { /* before a cache can exist, or after this thread's was torn down */
+        pthread_mutex_lock(&alloc_orphan_lock);
+        p = cache_alloc(&alloc_orphan_cache, cls);
+        pthread_mutex_unlock(&alloc_orphan_lock);
+    }
+    if (p == NULL) errno = ENOMEM;
+    return p;
+}
+
+CGC_NOINLINE void *alloc_malloc_slow(size_t n, bool zero) {
+    alloc_ensure_init();
+    if (n > ALLOC_SMALL_MAX) return alloc_large(n, 1, zero);
+    void *p = alloc_small_slow(alloc_size_class(n));
+    if (p && zero) memset(p, 0, n);
+    return p;
+}
+
+void *cgc_malloc(size_t n) {
+    alloc_cache *c = alloc_tls_cache;
+    if (CGC_LIKELY(n <= ALLOC_SMALL_MAX && alloc_cache_valid(c))) {
+        alloc_span *s = c->bins[alloc_size_class(n)].cur;
+        if (CGC_LIKELY(s->free != NULL)) return cache_alloc(c, alloc_size_class(n));
+    }
+    return alloc_malloc_slow(n, false);
+}
+
+void *cgc_calloc(size_t count, size_t n) {
+    size_t total;
+    if (CGC_UNLIKELY(__builtin_mul_overflow(count, n, &total))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total > ALLOC_SMALL_MAX) return alloc_malloc_slow(total, true);
+    void *p = cgc_malloc(total);
+    if (CGC_LIKELY(p != NULL)) memset(p, 0, total);
+    return p;
+}
+
+/* Smallest class whose size is a multiple of align (<= page size) and holds n. */
+static unsigned aligned_class(size_t n, size_t align) {
+    for (unsigned c = alloc_size_class(n); c < ALLOC_NCLASSES; c++)
+        if (alloc_classes[c].size % align == 0) return c;
+    return 0;
+}
+
+void *alloc_aligned(size_t align, size_t n) {
+    alloc_ensure_init();
+    if (align <= ALLOC_MIN_ALIGN) return cgc_malloc(n);
+    if (n <= ALLOC_SMALL_MAX && align <= ALLOC_PAGE_SIZE) {
+        unsigned c = aligned_class(n == 0 ? 1 : n, align);
+        if (c != 0) return alloc_small_slow(c);
+    }
+    if (align > ((size_t)1 << (ALLOC_ADDR_BITS - 1))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return alloc_large(n, align, false);
+}
+
+static inline bool pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
+
+int cgc_posix_memalign(void **out, size_t align, size_t n) {
+    if (!pow2(align) || align % sizeof(void *) != 0) return EINVAL;
+    int saved = errno;
+    void *p = alloc_aligned(align, n);
+    errno = saved;
+    if (p == NULL) return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void *cgc_aligned_alloc(size_t align, size_t n) {
+    if (!pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return alloc_aligned(align, n);
+}
+
+void *cgc_memalign(size_t align, size_t n) {
+    /* glibc rounds a non-power-of-two alignment up rather than failing. */
+    if (align > ((size_t)1 << (ALLOC_ADDR_BITS - 1))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!pow2(align)) {
+        size_t a = ALLOC_MIN_ALIGN;
+        while (a < align) a <<= 1;
+        align = a;
+    }
+    return alloc_aligned(align, n);
+}
+
+/* ---- free ------------------------------------------------------------------------------ */
+
+CGC_NOINLINE void alloc_free_slow(void *p, alloc_span *s) {
+    if (p == NULL) return;
+    alloc_ensure_init();
+    if (s == NULL) {
+        alloc_report_error("free of a pointer cgc did not allocate", p);
+        return;
+    }
+    uint8_t state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+    if (state == SPAN_LARGE) {
+        uint8_t expect = SPAN_LARGE;
+        if ((uintptr_t)p != s->start ||
+            !__atomic_compare_exchange_n(&s->state, &expect, (uint8_t)SPAN_META, false,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            alloc_report_error("free of a pointer that is not the start of a live block", p);
+            return;
+        }
+        s->state = SPAN_LARGE; /* we own it now; heap_free accounts it as large */
+        alloc_cache *c = alloc_tls_cache;
+        if (alloc_cache_valid(c)) alloc_count(&c->nfree);
+        alloc_heap_free(s);
+        return;
+    }
+    if (state != SPAN_SMALL) {
+        alloc_report_error("double free (or free of a pointer that is not a live block)", p);
+        return;
+    }
+    uintptr_t a = (uintptr_t)p;
+    uint32_t idx = alloc_slot_index(s, a);
+    if (idx >= s->nelems || a != s->start + (size_t)idx * s->elem_size) {
+        alloc_report_error("free of a pointer that is not the start of a live block", p);
+        return;
+    }
+    alloc_cache *c = alloc_tls_cache;
+    if (alloc_cache_valid(c) && atomic_load_explicit(&s->owner, memory_order_relaxed) == c) {
+        /* Our span, but the fast path refused: the slot is not allocated. */
+        alloc_report_error("double free", p);
+        return;
+    }
+    alloc_remote_free(s, p, idx);
+}
+
+void cgc_free(void *p) {
+    alloc_span *s = alloc_span_of(p);
+    if (CGC_LIKELY(s != NULL && s->state == SPAN_SMALL)) {
+        alloc_cache *c = alloc_tls_cache;
+        uintptr_t a = (uintptr_t)p;
+        uint32_t idx = alloc_slot_index(s, a);
+        _Atomic uint64_t *w = &s->alloc_bits[idx >> 6];
+        uint64_t bit = (uint64_t)1 << (idx & 63);
+        uint64_t bits = alloc_bits_load(w);
+        if (CGC_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == c &&
+                       alloc_cache_valid(c) && (bits & bit) &&
+                       a == s->start + (size_t)idx * s->elem_size)) {
+            atomic_store_explicit(w, bits & ~bit, memory_order_relaxed);
+            *(void **)p = s->free;
+            s->free = p;
+            alloc_count(&c->nfree);
+            if (CGC_UNLIKELY(--s->used == 0 || s->in_full)) alloc_cache_free_slow(c, s);
+            return;
+        }
+    }
+    alloc_free_slow(p, s);
+}
+
+/* ---- size queries and realloc ----------------------------------------------------------- */
+
+/* Usable size of the live block starting at p, or 0 if p is not one. */
+static size_t live_block_size(const void *p, alloc_span *s) {
+    if (s == NULL) return 0;
+    uintptr_t a = (uintptr_t)p;
+    if (s->state == SPAN_LARGE) return a == s->start ? s->npages * ALLOC_PAGE_SIZE : 0;
+    if (s->state != SPAN_SMALL) return 0;
+    uint32_t idx = alloc_slot_index(s, a);
+    if (idx >= s->nelems || a != s->start + (size_t)idx * s->elem_size) return 0;
+    if (!(alloc_bits_load(&s->alloc_bits[idx >> 6]) & ((uint64_t)1 << (idx & 63)))) return 0;
+    return s->elem_size;
+}
+
+size_t cgc_usable_size(const void *p) {
+    if (p == NULL) return 0;
+    return live_block_size(p, alloc_span_of(p));
+}
+
+void *cgc_realloc(void *p, size_t n) {
+    if (p == NULL) return cgc_malloc(n);
+    if (n == 0) { /* glibc: free and return NULL */
+        cgc_free(p);
+        return NULL;
+    }
+    size_t old = live_block_size(p, alloc_span_of(p));
+    if (old == 0) {
+        alloc_report_error("realloc of a pointer that is not a live block", p);
+        errno = EINVAL;
+        return NULL;
+    }
+    /* Keep the block when the new size fits and would not waste more than half of it. */
+    if (n <= old && n >= old / 2) return p;
+    if (n <= old && old <= 64) return p;
+    void *q = cgc_malloc(n);
+    if (q == NULL) return NULL; /* errno = ENOMEM; p untouched */
+    memcpy(q, p, n < old ? n : old);
+    cgc_free(p);
+    return q;
+}
+
+void *cgc_reallocarray(void *p, size_t count, size_t n) {
+    size_t total;
+    if (__builtin_mul_overflow(count, n, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return cgc_realloc(p, total);
+}

@@ -1,0 +1,123 @@
+/* alloc/platform/linux.c — the platform contract (cgc/platform.h) for Linux.
+ *
+ * Only raw system calls and async-signal-safe libc wrappers: this file runs inside malloc,
+ * before initialisation, and in forked children. Nothing here may allocate or change errno
+ * as seen by the caller (mmap/madvise failures are saved and restored).
+ */
+#include "cgc/platform.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MAP_NORESERVE
+#define MAP_NORESERVE 0
+#endif
+
+extern char **environ;
+
+void *plat_map(size_t size) {
+    int saved = errno;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void plat_unmap(void *p, size_t size) {
+    int saved = errno;
+    munmap(p, size);
+    errno = saved;
+}
+
+void *plat_map_aligned(void *hint, size_t size, size_t align) {
+    int saved = errno;
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    /* First try exactly at the hint (keeps arenas contiguous so free runs coalesce). */
+    if (hint != NULL && ((uintptr_t)hint & (align - 1)) == 0) {
+        void *p = mmap(hint, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, -1, 0);
+        if (p == hint) {
+            errno = saved;
+            return p;
+        }
+        if (p != MAP_FAILED) munmap(p, size); /* old kernels ignore NOREPLACE: wrong place */
+    }
+    /* Over-map by `align` and trim both ends. */
+    if (size + align < size) return NULL;
+    char *raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (raw == MAP_FAILED) {
+        errno = saved;
+        return NULL;
+    }
+    uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+    size_t head = start - (uintptr_t)raw;
+    size_t tail = align - head;
+    if (head) munmap(raw, head);
+    if (tail) munmap((char *)start + size, tail);
+    errno = saved;
+    return (void *)start;
+}
+
+void plat_release(void *p, size_t size) {
+    int saved = errno;
+    madvise(p, size, MADV_DONTNEED);
+    errno = saved;
+}
+
+uint64_t plat_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const char *plat_getenv(const char *name) {
+    size_t len = strlen(name);
+    if (environ == NULL) return NULL;
+    for (char **e = environ; *e != NULL; e++) {
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=') return *e + len + 1;
+    }
+    return NULL;
+}
+
+void plat_env_foreach(const char *prefix, void (*fn)(const char *, size_t, const char *)) {
+    size_t plen = strlen(prefix);
+    if (environ == NULL) return;
+    for (char **e = environ; *e != NULL; e++) {
+        if (strncmp(*e, prefix, plen) != 0) continue;
+        const char *eq = strchr(*e, '=');
+        if (eq == NULL) continue;
+        fn(*e, (size_t)(eq - *e), eq + 1);
+    }
+}
+
+void plat_write_stderr(const char *buf, size_t len) {
+    int saved = errno;
+    while (len > 0) {
+        ssize_t w = write(2, buf, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    errno = saved;
+}
+
+_Noreturn void plat_abort(void) {
+    abort();
+}
+
+unsigned plat_ncpu(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1u : (unsigned)n;
+}
+
+void plat_sleep_ns(uint64_t ns) {
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    nanosleep(&ts, NULL);
+}

@@ -1,0 +1,305 @@
+/* cgc/internal.h — data structures of the allocator and every function that crosses files,
+ * grouped by the file that defines it.
+ *
+ * Levels (Go's names in brackets), one file each:
+ *   alloc/sizeclass.c  size classes                          [sizeclasses.go]
+ *   alloc/arena.c      arenas, arena index, page map          [mheap.go arenas]
+ *   alloc/pageheap.c   free page runs, spans, scavenger       [mheap.go, mgcscavenge.go]
+ *   alloc/central.c    spans no thread owns, per class        [mcentral.go]
+ *   alloc/cache.c      per-thread caches, remote frees        [mcache.go] + mimalloc's thread_free
+ *   alloc/malloc.c     the C-library entry points (cgc_malloc...)
+ *   alloc/interpose.c  malloc/free/... under their standard names (libcgc.so only)
+ *   alloc/init.c       options, initialisation, fork, statistics, error reports
+ *
+ * Lock order (a thread holding a lock may only take locks further down the list):
+ *   1. alloc_cache_registry_lock   (cache create/destroy, fork, stats)
+ *   2. alloc_central[c].lock       (one per span class; never two at once)
+ *   3. alloc_heap_lock             (page heap, span metadata, arenas)
+ * The fast paths take no lock. Every lock is a pthread mutex (no allocation, fork-safe through
+ * alloc_fork_prepare/parent/child).
+ */
+#ifndef CGC_INTERNAL_H
+#define CGC_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cgc.h"
+#include "cgc/platform.h"
+
+/* ---- build configuration ---------------------------------------------------------------
+ * CGC_DEBUG: 0 = release (no internal assertions), 1 = cheap assertions, 2 = expensive
+ * checks (free-list walks, page-map consistency). Set with meson -Ddebug_level=N. */
+#ifndef CGC_DEBUG
+#define CGC_DEBUG 0
+#endif
+
+#define CGC_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CGC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CGC_TLS __thread __attribute__((tls_model("initial-exec")))
+#define CGC_NOINLINE __attribute__((noinline))
+
+_Noreturn void alloc_assert_fail(const char *expr, const char *file, int line);
+#if CGC_DEBUG >= 1
+#define CGC_ASSERT(e) ((e) ? (void)0 : alloc_assert_fail(#e, __FILE__, __LINE__))
+#else
+#define CGC_ASSERT(e) ((void)0)
+#endif
+#if CGC_DEBUG >= 2
+#define CGC_XASSERT(e) CGC_ASSERT(e)
+#else
+#define CGC_XASSERT(e) ((void)0)
+#endif
+
+/* ---- geometry ------------------------------------------------------------------------- */
+#define ALLOC_PAGE_SHIFT 13
+#define ALLOC_PAGE_SIZE ((size_t)1 << ALLOC_PAGE_SHIFT) /* 8 KiB */
+#define ALLOC_ARENA_SHIFT 26
+#define ALLOC_ARENA_SIZE ((size_t)1 << ALLOC_ARENA_SHIFT) /* 64 MiB */
+#define ALLOC_ARENA_PAGES (ALLOC_ARENA_SIZE / ALLOC_PAGE_SIZE)
+#define ALLOC_ADDR_BITS 48
+#define ALLOC_INDEX_L2_BITS 12
+#define ALLOC_INDEX_L1_BITS (ALLOC_ADDR_BITS - ALLOC_ARENA_SHIFT - ALLOC_INDEX_L2_BITS)
+
+#define ALLOC_SMALL_MAX 32768u          /* larger requests get a whole span */
+#define ALLOC_MIN_ALIGN 16u             /* every block is 16-byte aligned (max_align_t) */
+#define ALLOC_MAX_NELEMS 512u           /* most objects in one small span (8 KiB / 16 B) */
+#define ALLOC_BITMAP_WORDS (ALLOC_MAX_NELEMS / 64)
+
+/* ---- size classes (alloc/sizeclass.c) ------------------------------------------------- */
+/* Class 0 is unused (it means "large"). For n in (size[c-1], size[c]] the class is c. */
+#define ALLOC_NCLASSES 73
+typedef struct alloc_class_info {
+    uint32_t size;   /* element size, a multiple of 16 */
+    uint32_t npages; /* pages per span */
+    uint32_t nelems; /* objects per span */
+    uint32_t divmul; /* idx = (offset * divmul) >> 32, exact for offset < npages*PAGE */
+} alloc_class_info;
+extern alloc_class_info alloc_classes[ALLOC_NCLASSES];
+extern uint8_t alloc_class_small[1024 / 16 + 1];             /* n <= 1024: [(n+15)>>4] */
+extern uint8_t alloc_class_medium[(ALLOC_SMALL_MAX - 1024) / 128 + 1]; /* (n-1024+127)>>7 */
+void alloc_sizeclass_init(void);
+
+static inline unsigned alloc_size_class(size_t n) { /* 1 <= class; n <= ALLOC_SMALL_MAX */
+    if (n <= 1024) return alloc_class_small[(n + 15) >> 4];
+    return alloc_class_medium[(n - 1024 + 127) >> 7];
+}
+
+/* ---- spans (alloc/pageheap.c owns them) ----------------------------------------------- */
+enum alloc_span_state {
+    SPAN_FREE = 0,  /* in the page heap's free runs */
+    SPAN_SMALL = 1, /* small objects of one class */
+    SPAN_LARGE = 2, /* one large object starting at span->start */
+    SPAN_META = 3,  /* dead: span struct on the metadata free list */
+};
+/* Span kinds (DESIGN §2). Only ALLOC_KIND_MALLOC exists until the collector lands; the kind
+ * is part of the span class so collected objects never share a span with malloc'd ones. */
+enum alloc_span_kind { ALLOC_KIND_MALLOC = 0 };
+
+struct alloc_cache;
+
+/* A run of pages. Invariants, for a SMALL span s:
+ *   s->used == popcount(s->alloc_bits)                      (owner's view)
+ *   s->used + |s->free list| == s->nelems
+ *   a slot is on the free list  <=>  its alloc bit is 0
+ *   a remote bit is set only for a slot whose alloc bit is 1 (freed by a non-owner, not yet
+ *   collected); remote_n >= number of set remote bits whose freer has incremented it.
+ * Fields marked [owner] are touched only by the owning cache's thread, or under
+ * alloc_central[class].lock when owner == NULL. Fields marked [heap] need alloc_heap_lock. */
+typedef struct alloc_span {
+    uintptr_t start;          /* [heap] first byte */
+    size_t npages;            /* [heap] */
+    uint8_t state;            /* [heap] enum alloc_span_state; readable racily by free() */
+    uint8_t sizeclass;        /* 0 for large */
+    uint8_t kind;             /* enum alloc_span_kind */
+    uint8_t zeroed;           /* [heap] memory known to be all zero (fresh or released) */
+    uint8_t released;         /* [heap] free span whose pages were returned to the OS */
+    uint8_t in_full;          /* [owner] on the owner's (or the central) full list */
+    uint8_t on_central;       /* [central lock] on a central list */
+    uint8_t pad;
+    uint32_t elem_size;       /* copy of alloc_classes[sizeclass].size (large: 0) */
+    uint32_t divmul;
+    uint32_t nelems;
+    uint32_t used;            /* [owner] */
+    void *free;               /* [owner] intrusive free list */
+    _Atomic(struct alloc_cache *) owner; /* NULL: the central list owns it */
+    _Atomic uint32_t remote_n;           /* frees by non-owners not yet collected */
+    _Atomic uint32_t full;               /* owner parked it as full (Dekker with remote_n) */
+    uint64_t freed_at_ns;                /* [heap] free span: when it was last freed */
+    struct alloc_span *next, *prev;      /* list links (owner's bin, central, free runs) */
+    _Atomic uint64_t alloc_bits[ALLOC_BITMAP_WORDS];  /* written by the owner only */
+    _Atomic uint64_t remote_bits[ALLOC_BITMAP_WORDS]; /* set by non-owners, taken by owner */
+} alloc_span;
+
+typedef struct alloc_span_list {
+    alloc_span *head;
+    size_t count;
+} alloc_span_list;
+void alloc_list_push(alloc_span_list *l, alloc_span *s);
+void alloc_list_remove(alloc_span_list *l, alloc_span *s);
+
+/* ---- arenas and the page map (alloc/arena.c) ------------------------------------------ */
+/* Page map invariant: every page of an in-use span maps to it; a free span is mapped from
+ * its first and last page and its interior pages map to NULL; other pages map to NULL. */
+typedef struct alloc_arena {
+    uintptr_t base;
+    _Atomic(alloc_span *) pagemap[ALLOC_ARENA_PAGES]; /* page -> span */
+    uint64_t released[ALLOC_ARENA_PAGES / 64];        /* [heap] bit set: page not resident */
+} alloc_arena;
+extern _Atomic(alloc_arena **) alloc_arena_index[1u << ALLOC_INDEX_L1_BITS];
+
+/* The span containing address p, or NULL if p is not in cgc's heap. Never dereferences p.
+ * Lock-free; the result may be stale for a pointer the caller does not own. */
+static inline alloc_span *alloc_span_of(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    if (CGC_UNLIKELY(a >> ALLOC_ADDR_BITS)) return NULL;
+    uintptr_t arena_no = a >> ALLOC_ARENA_SHIFT;
+    alloc_arena **l2 = atomic_load_explicit(&alloc_arena_index[arena_no >> ALLOC_INDEX_L2_BITS],
+                                            memory_order_acquire);
+    if (CGC_UNLIKELY(l2 == NULL)) return NULL;
+    alloc_arena *ar = atomic_load_explicit((_Atomic(alloc_arena *) *)&l2[arena_no &
+                                               ((1u << ALLOC_INDEX_L2_BITS) - 1)],
+                                           memory_order_acquire);
+    if (CGC_UNLIKELY(ar == NULL)) return NULL;
+    return atomic_load_explicit(&ar->pagemap[(a >> ALLOC_PAGE_SHIFT) & (ALLOC_ARENA_PAGES - 1)],
+                                memory_order_acquire);
+}
+/* Reserve a new region of `size` bytes (a multiple of the arena size) and register its
+ * arenas. The heap lock must be held. Returns the base or 0. */
+uintptr_t alloc_arena_grow(size_t size);
+/* Point the page map of every page of [start, start+npages) (or only the first and last
+ * page when ends_only) at s. The heap lock must be held. */
+void alloc_pagemap_set(uintptr_t start, size_t npages, alloc_span *s, bool ends_only);
+/* The arena holding addr (which must be in cgc's heap). */
+alloc_arena *alloc_arena_of(uintptr_t addr);
+/* Metadata memory (never freed, never returned): bump allocation from mapped chunks.
+ * The heap lock must be held. Returns zeroed memory or NULL. */
+void *alloc_meta_alloc(size_t size);
+
+/* ---- page heap (alloc/pageheap.c) ----------------------------------------------------- */
+extern pthread_mutex_t alloc_heap_lock;
+/* Allocate a span of npages whose start is a multiple of align_pages pages, in state
+ * SPAN_LARGE or SPAN_SMALL, page map set. s->zeroed says whether its memory is known zero.
+ * Returns NULL (errno untouched) when the OS refuses memory. Takes the heap lock. */
+alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large);
+/* Return a span to the free runs, coalescing with free neighbours. Takes the heap lock. */
+void alloc_heap_free(alloc_span *s);
+/* Release free pages that have been free for at least min_age_ns. Takes the heap lock.
+ * Returns bytes released. */
+size_t alloc_heap_scavenge(uint64_t min_age_ns);
+/* Start the background scavenger if free memory waits for it. Must hold no lock. */
+void alloc_scavenger_poke(void);
+void alloc_scavenger_after_fork_child(void);
+typedef struct alloc_heap_stats {
+    uint64_t mapped, released, span_bytes, free_bytes, large_bytes, large_count, scavenged;
+} alloc_heap_stats;
+void alloc_heap_get_stats(alloc_heap_stats *out); /* takes the heap lock */
+
+/* ---- central lists (alloc/central.c) -------------------------------------------------- */
+typedef struct alloc_central {
+    pthread_mutex_t lock;
+    alloc_span_list partial; /* unowned spans with free slots */
+    alloc_span_list full;    /* unowned spans without */
+} alloc_central;
+extern alloc_central alloc_centrals[ALLOC_NCLASSES];
+/* Take an unowned span with free slots for class c and make `owner` its owner, or NULL.
+ * Pending remote frees are collected. */
+alloc_span *alloc_central_adopt(unsigned c, struct alloc_cache *owner);
+/* Give an owned span to the central list (thread exit). The caller is its owner. */
+void alloc_central_abandon(alloc_span *s);
+/* A remote free found the span unowned: collect its pending frees under the lock. */
+void alloc_central_collect(alloc_span *s);
+
+/* ---- thread caches (alloc/cache.c) ---------------------------------------------------- */
+typedef struct alloc_bin {
+    alloc_span *cur;        /* span allocations come from; never NULL (alloc_empty_span) */
+    alloc_span_list avail;  /* other owned spans with free slots (cur is not on it) */
+    alloc_span_list full;   /* owned spans with no free slot when last looked at */
+} alloc_bin;
+typedef struct alloc_cache {
+    alloc_bin bins[ALLOC_NCLASSES];
+    _Atomic uint32_t notify[ALLOC_NCLASSES]; /* remote frees arrived in a full span */
+    _Atomic uint64_t nmalloc, nfree, nremote; /* [owner] statistics (relaxed counters) */
+    struct alloc_cache *reg_next;            /* registry: every cache ever created */
+    uint8_t live;                            /* [registry lock] owned by a running thread */
+} alloc_cache;
+extern alloc_span alloc_empty_span;   /* a span with no free slot: the initial bins[].cur */
+extern CGC_TLS alloc_cache *alloc_tls_cache;
+#define ALLOC_CACHE_DEAD ((alloc_cache *)1)   /* this thread's cache was torn down */
+extern pthread_mutex_t alloc_cache_registry_lock;
+extern alloc_cache *alloc_cache_registry;
+extern alloc_cache alloc_orphan_cache;       /* for threads without a cache; under its lock */
+extern pthread_mutex_t alloc_orphan_lock;
+
+void alloc_cache_init(alloc_cache *c);
+/* Create the pthread key whose destructor tears a thread's cache down (init step 2). */
+void alloc_cache_key_init(void);
+/* Slow path of small allocation: refill c->bins[cls].cur and allocate. NULL on ENOMEM. */
+void *alloc_cache_refill(alloc_cache *c, unsigned cls);
+/* Create the calling thread's cache (or return NULL if it cannot have one). */
+alloc_cache *alloc_cache_create(void);
+/* Thread exit: give every span away. c is unusable afterwards. */
+void alloc_cache_destroy(alloc_cache *c);
+/* Collect pending remote frees of s into its free list. The caller owns s (or holds the
+ * central lock of an unowned s). */
+void alloc_span_collect(alloc_span *s);
+/* Build the free list of a fresh small span. */
+void alloc_span_init_small(alloc_span *s, unsigned cls, unsigned kind);
+/* Local free of a slot that the caller's cache owns: slow part (span left full list or
+ * became empty). */
+void alloc_cache_free_slow(alloc_cache *c, alloc_span *s);
+/* Free by a thread that does not own the span. */
+void alloc_remote_free(alloc_span *s, void *p, uint32_t idx);
+/* Abandon the caches of threads that no longer exist (fork child). */
+void alloc_cache_fork_child(void);
+
+/* ---- initialisation, options, errors (alloc/init.c) ----------------------------------- */
+typedef struct alloc_options {
+    int stats;             /* CGC_STATS: print statistics at exit */
+    int on_error_warn;     /* CGC_ON_ERROR=warn: report and continue instead of aborting */
+    uint64_t decay_ns;     /* CGC_DECAY_MS: free pages are returned to the OS within this */
+    int scavenger;         /* CGC_SCAVENGER=0 disables the background thread */
+} alloc_options;
+extern alloc_options alloc_opt;
+extern _Atomic int alloc_ready; /* 0 until the core may serve allocations */
+void alloc_init_slow(void);
+static inline void alloc_ensure_init(void) {
+    if (CGC_UNLIKELY(!atomic_load_explicit(&alloc_ready, memory_order_acquire)))
+        alloc_init_slow();
+}
+/* Report a bad free/realloc of p ("double free", "invalid free", ...); aborts unless
+ * CGC_ON_ERROR=warn. */
+void alloc_report_error(const char *what, const void *p);
+/* Format helpers that never allocate. */
+size_t alloc_fmt(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void alloc_fork_prepare(void);
+void alloc_fork_parent(void);
+void alloc_fork_child(void);
+
+/* ---- entry points (alloc/malloc.c) ---------------------------------------------------- */
+void *alloc_malloc_slow(size_t n, bool zero);
+void *alloc_large(size_t n, size_t align, bool zero);
+void *alloc_aligned(size_t align, size_t n);
+void alloc_free_slow(void *p, alloc_span *s);
+
+/* ---- bit helpers ---------------------------------------------------------------------- */
+static inline uint32_t alloc_slot_index(const alloc_span *s, uintptr_t p) {
+    return (uint32_t)(((uint64_t)(p - s->start) * s->divmul) >> 32);
+}
+static inline uint64_t alloc_bits_load(_Atomic uint64_t *w) {
+    return atomic_load_explicit(w, memory_order_relaxed);
+}
+/* A counter only one thread writes but others may read: a plain add, no lock prefix. */
+static inline void alloc_count(_Atomic uint64_t *c) {
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+static inline bool alloc_cache_valid(const alloc_cache *c) {
+    return (uintptr_t)c > (uintptr_t)ALLOC_CACHE_DEAD;
+}
+
+#endif /* CGC_INTERNAL_H */

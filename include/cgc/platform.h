@@ -1,0 +1,46 @@
+/* cgc/platform.h — the platform contract: every OS primitive cgc uses.
+ *
+ * One implementation per OS lives in alloc/platform/ (linux.c today). No other file asks
+ * which OS it runs on. Every function here is async-signal-safe unless it says otherwise,
+ * never calls malloc, and may be called before cgc_init().
+ *
+ * Functions that can fail return 0 on success or an errno value; they never set errno
+ * (the allocator must preserve the caller's errno).
+ */
+#ifndef CGC_PLATFORM_H
+#define CGC_PLATFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+/* Reserve and commit `size` bytes of zeroed, read-write, private memory whose address is a
+ * multiple of `align` (a power of two, >= the OS page size). Physical pages are supplied
+ * by the kernel on first touch. `hint` is a preferred address (may be ignored).
+ * Returns NULL on failure. */
+void  *plat_map_aligned(void *hint, size_t size, size_t align);
+/* Map `size` bytes anywhere (metadata). NULL on failure. */
+void  *plat_map(size_t size);
+void   plat_unmap(void *p, size_t size);
+/* Give the physical pages of [p, p+size) back to the OS. The range stays mapped and reads
+ * as zero afterwards. p and size are multiples of the OS page size. */
+void   plat_release(void *p, size_t size);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t plat_now_ns(void);
+/* The value of environment variable `name` read directly from `environ` (no allocation),
+ * or NULL. */
+const char *plat_getenv(const char *name);
+/* Calls fn(name, value) for every environment variable whose name starts with prefix. */
+void   plat_env_foreach(const char *prefix, void (*fn)(const char *name, size_t name_len,
+                                                       const char *value));
+/* Write all of buf to stderr, retrying on EINTR; errors are ignored. */
+void   plat_write_stderr(const char *buf, size_t len);
+/* Abort the process (SIGABRT, without running atexit handlers). */
+_Noreturn void plat_abort(void);
+/* Number of online CPUs (>= 1). */
+unsigned plat_ncpu(void);
+/* Sleep for ns nanoseconds (may return early on a signal). */
+void   plat_sleep_ns(uint64_t ns);
+
+#endif /* CGC_PLATFORM_H */
