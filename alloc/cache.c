@@ -204,6 +204,7 @@ void alloc_remote_free(alloc_span *s, void *p, uint32_t idx) {
     }
     alloc_cache *me = alloc_tls_cache;
     if (alloc_cache_valid(me)) alloc_count(&me->nremote);
+    else atomic_fetch_add_explicit(&alloc_orphan_nremote, 1, memory_order_relaxed);
     if (atomic_fetch_add_explicit(&s->remote_n, 1, memory_order_seq_cst) != 0) return;
     alloc_cache *owner = atomic_load_explicit(&s->owner, memory_order_seq_cst);
     if (owner == NULL) alloc_central_collect(s);

@@ -27,7 +27,6 @@ static _Atomic int init_started;
 static _Atomic uint64_t error_count;
 
 extern uint64_t alloc_dead_nmalloc, alloc_dead_nfree, alloc_dead_nremote, alloc_threads_created;
-extern _Atomic uint64_t alloc_orphan_nlarge;
 
 size_t alloc_fmt(char *buf, size_t cap, const char *fmt, ...) {
     va_list ap;
@@ -72,7 +71,7 @@ static void bad_option(const char *name, const char *value) {
     plat_write_stderr(buf, n);
 }
 
-static void read_options(void) {
+void alloc_read_options(void) {
     const char *v;
     uint64_t u;
     if ((v = plat_getenv("CGC_STATS")) != NULL) alloc_opt.stats = strcmp(v, "0") != 0 && *v;
@@ -103,7 +102,8 @@ void alloc_init_slow(void) {
         return;
     }
     alloc_sizeclass_init();
-    read_options();
+    alloc_cache_init(&alloc_orphan_cache);
+    alloc_read_options();
     atomic_store_explicit(&alloc_ready, 1, memory_order_release);
     /* From here malloc works; these may call it. */
     alloc_cache_key_init();
@@ -184,7 +184,9 @@ void cgc_get_stats(cgc_stats *out) {
     st.malloc_count += atomic_load_explicit(&alloc_orphan_cache.nmalloc, memory_order_relaxed);
     pthread_mutex_unlock(&alloc_orphan_lock);
     st.malloc_count += atomic_load_explicit(&alloc_orphan_nlarge, memory_order_relaxed);
+    st.remote_free_count += atomic_load_explicit(&alloc_orphan_nremote, memory_order_relaxed);
     st.free_count += st.remote_free_count;
+    st.free_count += atomic_load_explicit(&alloc_orphan_nfree, memory_order_relaxed);
     alloc_heap_stats hs;
     alloc_heap_get_stats(&hs);
     st.mapped_bytes = hs.mapped;

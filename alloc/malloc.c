@@ -15,7 +15,9 @@
 #include <errno.h>
 #include <string.h>
 
-_Atomic uint64_t alloc_orphan_nlarge;
+_Atomic uint64_t alloc_orphan_nlarge; /* large allocations by threads without a cache */
+_Atomic uint64_t alloc_orphan_nfree;   /* large frees by threads without a cache */
+_Atomic uint64_t alloc_orphan_nremote; /* small frees by threads without a cache */
 
 /* ---- allocation ------------------------------------------------------------------------ */
 
@@ -175,6 +177,7 @@ CGC_NOINLINE void alloc_free_slow(void *p, alloc_span *s) {
         s->state = SPAN_LARGE; /* we own it now; heap_free accounts it as large */
         alloc_cache *c = alloc_tls_cache;
         if (alloc_cache_valid(c)) alloc_count(&c->nfree);
+        else atomic_fetch_add_explicit(&alloc_orphan_nfree, 1, memory_order_relaxed);
         alloc_heap_free(s);
         return;
     }
@@ -206,9 +209,12 @@ void cgc_free(void *p) {
         _Atomic uint64_t *w = &s->alloc_bits[idx >> 6];
         uint64_t bit = (uint64_t)1 << (idx & 63);
         uint64_t bits = alloc_bits_load(w);
+        /* The remote bit check catches a local free of a block another thread already
+         * freed (its free is still pending): pushing it would put it on the list twice. */
         if (CGC_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == c &&
                        alloc_cache_valid(c) && (bits & bit) &&
-                       a == s->start + (size_t)idx * s->elem_size)) {
+                       a == s->start + (size_t)idx * s->elem_size &&
+                       !(alloc_bits_load(&s->remote_bits[idx >> 6]) & bit))) {
             atomic_store_explicit(w, bits & ~bit, memory_order_relaxed);
             *(void **)p = s->free;
             s->free = p;

@@ -266,6 +266,8 @@ typedef struct alloc_options {
 extern alloc_options alloc_opt;
 extern _Atomic int alloc_ready; /* 0 until the core may serve allocations */
 void alloc_init_slow(void);
+/* Read the CGC_* environment into alloc_opt (at init; tests call it again after setenv). */
+void alloc_read_options(void);
 static inline void alloc_ensure_init(void) {
     if (CGC_UNLIKELY(!atomic_load_explicit(&alloc_ready, memory_order_acquire)))
         alloc_init_slow();
@@ -281,6 +283,7 @@ void alloc_fork_parent(void);
 void alloc_fork_child(void);
 
 /* ---- entry points (alloc/malloc.c) ---------------------------------------------------- */
+extern _Atomic uint64_t alloc_orphan_nlarge, alloc_orphan_nfree, alloc_orphan_nremote;
 void *alloc_malloc_slow(size_t n, bool zero);
 void *alloc_large(size_t n, size_t align, bool zero);
 void *alloc_aligned(size_t align, size_t n);
