@@ -59,18 +59,28 @@ void alloc_span_init_small(alloc_span *s, unsigned cls, unsigned kind) {
     s->in_full = 0;
     atomic_store_explicit(&s->remote_n, 0, memory_order_relaxed);
     atomic_store_explicit(&s->full, 0, memory_order_relaxed);
-    for (unsigned w = 0; w < ALLOC_BITMAP_WORDS; w++) {
-        atomic_store_explicit(&s->alloc_bits[w], 0, memory_order_relaxed);
+    for (unsigned w = 0; w < ALLOC_BITMAP_WORDS; w++)
         atomic_store_explicit(&s->remote_bits[w], 0, memory_order_relaxed);
-    }
-    /* Address-ordered free list: sequential allocations are sequential in memory. */
-    void *next = NULL;
-    for (uint32_t i = ci->nelems; i-- > 0;) {
-        void **slot = (void **)(s->start + (size_t)i * ci->size);
-        *slot = next;
+    atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
+    s->free = NULL;
+}
+
+/* Thread the next page's worth of never-used slots onto the (empty) free list, in address
+ * order so sequential allocations are sequential in memory. [owner] */
+static void span_extend(alloc_span *s) {
+    uint32_t bump = atomic_load_explicit(&s->bump, memory_order_relaxed);
+    uint32_t n = (uint32_t)(4096 / s->elem_size);
+    if (n == 0) n = 1;
+    if (n > s->nelems - bump) n = s->nelems - bump;
+    void *next = s->free;
+    for (uint32_t i = bump + n; i-- > bump;) {
+        void **slot = (void **)(s->start + (size_t)i * s->elem_size);
+        slot[0] = next;
+        slot[1] = (void *)alloc_freed_tag(slot);
         next = slot;
     }
     s->free = next;
+    atomic_store_explicit(&s->bump, bump + n, memory_order_relaxed);
 }
 
 void alloc_span_collect(alloc_span *s) {
@@ -79,14 +89,11 @@ void alloc_span_collect(alloc_span *s) {
     for (unsigned w = 0; w < words; w++) {
         if (atomic_load_explicit(&s->remote_bits[w], memory_order_relaxed) == 0) continue;
         uint64_t bits = atomic_exchange_explicit(&s->remote_bits[w], 0, memory_order_acquire);
-        uint64_t alloc = alloc_bits_load(&s->alloc_bits[w]);
-        CGC_ASSERT((bits & ~alloc) == 0);
-        atomic_store_explicit(&s->alloc_bits[w], alloc & ~bits, memory_order_relaxed);
         while (bits) {
             unsigned b = (unsigned)__builtin_ctzll(bits);
             bits &= bits - 1;
             void **slot = (void **)(s->start + (size_t)(w * 64 + b) * s->elem_size);
-            *slot = s->free;
+            slot[0] = s->free; /* slot[1] already holds the tag: the freer wrote it */
             s->free = slot;
             s->used--;
         }
@@ -126,7 +133,7 @@ static void take_notified(alloc_cache *c, alloc_bin *b, unsigned cls) {
         next = s->next;
         if (atomic_load_explicit(&s->remote_n, memory_order_acquire) == 0) continue;
         alloc_span_collect(s);
-        if (s->free == NULL) continue;
+        if (!alloc_span_has_room(s)) continue;
         unpark(b, s);
         if (s->used == 0 && (b->avail.count > 0)) {
             alloc_heap_free(s);
@@ -136,13 +143,31 @@ static void take_notified(alloc_cache *c, alloc_bin *b, unsigned cls) {
     }
 }
 
+void alloc_cache_take_span(alloc_cache *c, alloc_span *s) {
+    alloc_bin *b = &c->bins[s->sizeclass];
+    if (alloc_span_has_room(s)) {
+        alloc_list_push(&b->avail, s);
+        return;
+    }
+    for (;;) { /* no free slot: park it, unless frees arrived since the collect */
+        atomic_store_explicit(&s->full, 1, memory_order_seq_cst);
+        if (atomic_load_explicit(&s->remote_n, memory_order_seq_cst) == 0) break;
+        atomic_store_explicit(&s->full, 0, memory_order_relaxed);
+        alloc_span_collect(s);
+        if (s->free) {
+            alloc_list_push(&b->avail, s);
+            return;
+        }
+    }
+    s->in_full = 1;
+    alloc_list_push(&b->full, s);
+}
+
 static inline void *pop(alloc_cache *c, alloc_span *s) {
     void **p = s->free;
-    s->free = *p;
+    s->free = p[0];
+    p[1] = NULL; /* no longer tagged free */
     s->used++;
-    uint32_t idx = alloc_slot_index(s, (uintptr_t)p);
-    _Atomic uint64_t *w = &s->alloc_bits[idx >> 6];
-    atomic_store_explicit(w, alloc_bits_load(w) | ((uint64_t)1 << (idx & 63)), memory_order_relaxed);
     alloc_count(&c->nmalloc);
     return p;
 }
@@ -152,6 +177,8 @@ void *alloc_cache_refill(alloc_cache *c, unsigned cls) {
     alloc_span *s = b->cur;
     if (s != &alloc_empty_span) {
         if (atomic_load_explicit(&s->remote_n, memory_order_relaxed) > 0) alloc_span_collect(s);
+        if (s->free == NULL && atomic_load_explicit(&s->bump, memory_order_relaxed) < s->nelems)
+            span_extend(s);
         if (s->free || park_full(b, s)) return pop(c, s);
     }
     take_notified(c, b, cls);
@@ -167,6 +194,7 @@ void *alloc_cache_refill(alloc_cache *c, unsigned cls) {
             atomic_store_explicit(&s->owner, c, memory_order_release);
         }
     }
+    if (s->free == NULL) span_extend(s);
     CGC_ASSERT(s->free != NULL);
     b->cur = s;
     return pop(c, s);
@@ -191,12 +219,16 @@ void alloc_cache_free_slow(alloc_cache *c, alloc_span *s) {
 }
 
 void alloc_remote_free(alloc_span *s, void *p, uint32_t idx) {
-    _Atomic uint64_t *aw = &s->alloc_bits[idx >> 6];
-    uint64_t bit = (uint64_t)1 << (idx & 63);
-    if (!(alloc_bits_load(aw) & bit)) {
+    void **blk = p;
+    if (idx >= atomic_load_explicit(&s->bump, memory_order_relaxed) ||
+        blk[1] == (void *)alloc_freed_tag(p)) {
+        /* Never handed out, or tagged free: on the owner's free list (we cannot walk it from
+         * here; a false alarm needs program data equal to a random 64-bit key). */
         alloc_report_error("double free", p);
         return;
     }
+    uint64_t bit = (uint64_t)1 << (idx & 63);
+    blk[1] = (void *)alloc_freed_tag(p);
     uint64_t old = atomic_fetch_or_explicit(&s->remote_bits[idx >> 6], bit, memory_order_acq_rel);
     if (old & bit) {
         alloc_report_error("double free", p);

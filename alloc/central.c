@@ -32,6 +32,23 @@ alloc_span *alloc_central_adopt(unsigned c, alloc_cache *owner) {
     return s;
 }
 
+bool alloc_central_claim(alloc_span *s, alloc_cache *c) {
+    alloc_central *ce = &alloc_centrals[s->sizeclass];
+    pthread_mutex_lock(&ce->lock);
+    if (atomic_load_explicit(&s->owner, memory_order_relaxed) != NULL || !s->on_central) {
+        pthread_mutex_unlock(&ce->lock);
+        return false;
+    }
+    alloc_list_remove(s->in_full ? &ce->full : &ce->partial, s);
+    s->on_central = 0;
+    s->in_full = 0;
+    atomic_store_explicit(&s->owner, c, memory_order_seq_cst);
+    alloc_span_collect(s);
+    pthread_mutex_unlock(&ce->lock);
+    alloc_cache_take_span(c, s);
+    return true;
+}
+
 void alloc_central_abandon(alloc_span *s) {
     alloc_central *ce = &alloc_centrals[s->sizeclass];
     /* Lock first: a freer that sees owner == NULL collects under this lock, and must find
@@ -45,7 +62,7 @@ void alloc_central_abandon(alloc_span *s) {
         alloc_heap_free(s);
         return;
     }
-    s->in_full = s->free == NULL;
+    s->in_full = !alloc_span_has_room(s);
     s->on_central = 1;
     alloc_list_push(s->in_full ? &ce->full : &ce->partial, s);
     pthread_mutex_unlock(&ce->lock);
@@ -68,7 +85,7 @@ void alloc_central_collect(alloc_span *s) {
         alloc_heap_free(s);
         return;
     }
-    if (s->in_full && s->free) {
+    if (s->in_full && alloc_span_has_room(s)) {
         alloc_list_remove(&ce->full, s);
         s->in_full = 0;
         alloc_list_push(&ce->partial, s);

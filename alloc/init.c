@@ -23,6 +23,7 @@ alloc_options alloc_opt = {
     .scavenger = 1,
 };
 _Atomic int alloc_ready;
+uintptr_t alloc_tag_key = 0x5bd1e9955bd1e995u; /* replaced by a random key at init */
 static _Atomic int init_started;
 static _Atomic uint64_t error_count;
 
@@ -103,6 +104,7 @@ void alloc_init_slow(void) {
     }
     alloc_sizeclass_init();
     alloc_cache_init(&alloc_orphan_cache);
+    alloc_tag_key = plat_random_u64() | 1;
     alloc_read_options();
     atomic_store_explicit(&alloc_ready, 1, memory_order_release);
     /* From here malloc works; these may call it. */

@@ -25,12 +25,9 @@ static inline void *cache_alloc(alloc_cache *c, unsigned cls) {
     alloc_span *s = c->bins[cls].cur;
     void **p = s->free;
     if (CGC_LIKELY(p != NULL)) {
-        s->free = *p;
+        s->free = p[0];
+        p[1] = NULL; /* drop the freed tag: the block is live */
         s->used++;
-        uint32_t idx = alloc_slot_index(s, (uintptr_t)p);
-        _Atomic uint64_t *w = &s->alloc_bits[idx >> 6];
-        atomic_store_explicit(w, alloc_bits_load(w) | ((uint64_t)1 << (idx & 63)),
-                              memory_order_relaxed);
         alloc_count(&c->nmalloc);
         return p;
     }
@@ -158,6 +155,30 @@ void *cgc_memalign(size_t align, size_t n) {
 
 /* ---- free ------------------------------------------------------------------------------ */
 
+/* Is p (tagged free) really on s's free list? The tag makes this walk rare: it runs only
+ * for a double free or program data that equals the random tag. [owner] */
+static bool on_free_list(const alloc_span *s, const void *p) {
+    for (void **q = s->free; q != NULL; q = q[0])
+        if (q == p) return true;
+    return false;
+}
+
+/* Free of slot idx of a span c owns, with every check (the fast path's, spelled out). */
+static void local_free(alloc_cache *c, alloc_span *s, void *p, uint32_t idx) {
+    void **blk = p;
+    if (idx >= atomic_load_explicit(&s->bump, memory_order_relaxed) ||
+        (alloc_bits_load(&s->remote_bits[idx >> 6]) & ((uint64_t)1 << (idx & 63))) ||
+        (blk[1] == (void *)alloc_freed_tag(p) && on_free_list(s, p))) {
+        alloc_report_error("double free", p);
+        return;
+    }
+    blk[0] = s->free;
+    blk[1] = (void *)alloc_freed_tag(p);
+    s->free = p;
+    alloc_count(&c->nfree);
+    if (--s->used == 0 || s->in_full) alloc_cache_free_slow(c, s);
+}
+
 CGC_NOINLINE void alloc_free_slow(void *p, alloc_span *s) {
     if (p == NULL) return;
     alloc_ensure_init();
@@ -192,10 +213,13 @@ CGC_NOINLINE void alloc_free_slow(void *p, alloc_span *s) {
         return;
     }
     alloc_cache *c = alloc_tls_cache;
-    if (alloc_cache_valid(c) && atomic_load_explicit(&s->owner, memory_order_relaxed) == c) {
-        /* Our span, but the fast path refused: the slot is not allocated. */
-        alloc_report_error("double free", p);
-        return;
+    if (alloc_cache_valid(c)) {
+        alloc_cache *owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+        if (owner == NULL && alloc_central_claim(s, c)) owner = c;
+        if (owner == c) {
+            local_free(c, s, p, idx);
+            return;
+        }
     }
     alloc_remote_free(s, p, idx);
 }
@@ -206,17 +230,16 @@ void cgc_free(void *p) {
         alloc_cache *c = alloc_tls_cache;
         uintptr_t a = (uintptr_t)p;
         uint32_t idx = alloc_slot_index(s, a);
-        _Atomic uint64_t *w = &s->alloc_bits[idx >> 6];
-        uint64_t bit = (uint64_t)1 << (idx & 63);
-        uint64_t bits = alloc_bits_load(w);
-        /* The remote bit check catches a local free of a block another thread already
-         * freed (its free is still pending): pushing it would put it on the list twice. */
+        void **blk = p;
+        /* Fast path: our span, the start of a slot that was handed out, not tagged free.
+         * A tagged block (double free, or a block another thread freed whose free is still
+         * pending) takes the slow path, which tells the cases apart. */
         if (CGC_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == c &&
-                       alloc_cache_valid(c) && (bits & bit) &&
-                       a == s->start + (size_t)idx * s->elem_size &&
-                       !(alloc_bits_load(&s->remote_bits[idx >> 6]) & bit))) {
-            atomic_store_explicit(w, bits & ~bit, memory_order_relaxed);
-            *(void **)p = s->free;
+                       alloc_cache_valid(c) && a == s->start + (size_t)idx * s->elem_size &&
+                       idx < atomic_load_explicit(&s->bump, memory_order_relaxed) &&
+                       blk[1] != (void *)alloc_freed_tag(p))) {
+            blk[0] = s->free;
+            blk[1] = (void *)alloc_freed_tag(p);
             s->free = p;
             alloc_count(&c->nfree);
             if (CGC_UNLIKELY(--s->used == 0 || s->in_full)) alloc_cache_free_slow(c, s);
@@ -235,8 +258,10 @@ static size_t live_block_size(const void *p, alloc_span *s) {
     if (s->state == SPAN_LARGE) return a == s->start ? s->npages * ALLOC_PAGE_SIZE : 0;
     if (s->state != SPAN_SMALL) return 0;
     uint32_t idx = alloc_slot_index(s, a);
-    if (idx >= s->nelems || a != s->start + (size_t)idx * s->elem_size) return 0;
-    if (!(alloc_bits_load(&s->alloc_bits[idx >> 6]) & ((uint64_t)1 << (idx & 63)))) return 0;
+    if (idx >= atomic_load_explicit(&s->bump, memory_order_relaxed) ||
+        a != s->start + (size_t)idx * s->elem_size)
+        return 0;
+    if (((void *const *)p)[1] == (void *)alloc_freed_tag(p)) return 0; /* tagged free */
     return s->elem_size;
 }
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,4 +121,14 @@ unsigned plat_ncpu(void) {
 void plat_sleep_ns(uint64_t ns) {
     struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
     nanosleep(&ts, NULL);
+}
+
+uint64_t plat_random_u64(void) {
+    int saved = errno;
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+        v = plat_now_ns() ^ ((uint64_t)(uintptr_t)&v << 17) ^ (uint64_t)getpid() * 0x9e3779b97f4a7c15u;
+    }
+    errno = saved;
+    return v;
 }

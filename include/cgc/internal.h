@@ -66,7 +66,7 @@ _Noreturn void alloc_assert_fail(const char *expr, const char *file, int line);
 
 #define ALLOC_SMALL_MAX 32768u          /* larger requests get a whole span */
 #define ALLOC_MIN_ALIGN 16u             /* every block is 16-byte aligned (max_align_t) */
-#define ALLOC_MAX_NELEMS 512u           /* most objects in one small span (8 KiB / 16 B) */
+#define ALLOC_MAX_NELEMS 1024u          /* most objects in one small span */
 #define ALLOC_BITMAP_WORDS (ALLOC_MAX_NELEMS / 64)
 
 /* ---- size classes (alloc/sizeclass.c) ------------------------------------------------- */
@@ -102,36 +102,42 @@ enum alloc_span_kind { ALLOC_KIND_MALLOC = 0 };
 struct alloc_cache;
 
 /* A run of pages. Invariants, for a SMALL span s:
- *   s->used == popcount(s->alloc_bits)                      (owner's view)
- *   s->used + |s->free list| == s->nelems
- *   a slot is on the free list  <=>  its alloc bit is 0
- *   a remote bit is set only for a slot whose alloc bit is 1 (freed by a non-owner, not yet
- *   collected); remote_n >= number of set remote bits whose freer has incremented it.
+ *   s->used + |s->free list| + (s->nelems - s->bump) == s->nelems
+ *   every block on the free list holds alloc_freed_tag(block) in its second word, and a
+ *   block handed out by malloc does not (malloc clears it): that tag is how a second free
+ *   of a block that is still free is recognised without touching any bitmap;
+ *   a remote bit is set only for a block a non-owner freed that the owner has not yet
+ *   collected; remote_n >= number of set remote bits whose freer has incremented it.
  * Fields marked [owner] are touched only by the owning cache's thread, or under
  * alloc_central[class].lock when owner == NULL. Fields marked [heap] need alloc_heap_lock. */
 typedef struct alloc_span {
+    /* hot: read by every malloc and free of the span (first cache line) */
+    void *free;               /* [owner] intrusive free list */
     uintptr_t start;          /* [heap] first byte */
-    size_t npages;            /* [heap] */
+    uint32_t divmul;          /* slot index = (offset * divmul) >> 32 */
+    uint32_t elem_size;       /* copy of alloc_classes[sizeclass].size (large: 0) */
+    uint32_t used;            /* [owner] */
+    uint32_t nelems;
+    _Atomic uint32_t bump;    /* [owner] slots >= bump were never handed out (lazy free list);
+                                 read racily by remote frees: it only grows */
     uint8_t state;            /* [heap] enum alloc_span_state; readable racily by free() */
     uint8_t sizeclass;        /* 0 for large */
+    uint8_t in_full;          /* [owner] on the owner's (or the central) full list */
     uint8_t kind;             /* enum alloc_span_kind */
+    _Atomic uint32_t remote_n;           /* frees by non-owners not yet collected */
+    _Atomic(struct alloc_cache *) owner; /* NULL: the central list owns it */
+    _Atomic uint32_t full;               /* owner parked it as full (Dekker with remote_n) */
+    /* cold */
     uint8_t zeroed;           /* [heap] memory known to be all zero (fresh or released) */
     uint8_t released;         /* [heap] free span whose pages were returned to the OS */
-    uint8_t in_full;          /* [owner] on the owner's (or the central) full list */
     uint8_t on_central;       /* [central lock] on a central list */
-    uint8_t pad;
-    uint32_t elem_size;       /* copy of alloc_classes[sizeclass].size (large: 0) */
-    uint32_t divmul;
-    uint32_t nelems;
-    uint32_t used;            /* [owner] */
-    void *free;               /* [owner] intrusive free list */
-    _Atomic(struct alloc_cache *) owner; /* NULL: the central list owns it */
-    _Atomic uint32_t remote_n;           /* frees by non-owners not yet collected */
-    _Atomic uint32_t full;               /* owner parked it as full (Dekker with remote_n) */
+    size_t npages;            /* [heap] */
     uint64_t freed_at_ns;                /* [heap] free span: when it was last freed */
     struct alloc_span *next, *prev;      /* list links (owner's bin, central, free runs) */
-    _Atomic uint64_t alloc_bits[ALLOC_BITMAP_WORDS];  /* written by the owner only */
-    _Atomic uint64_t remote_bits[ALLOC_BITMAP_WORDS]; /* set by non-owners, taken by owner */
+    /* bit set: freed by a non-owner, not yet collected. Only remote frees touch it, so
+     * the owner's malloc and free never load this cache line. (The collector's mark
+     * bits will live beside it.) */
+    _Atomic uint64_t remote_bits[ALLOC_BITMAP_WORDS];
 } alloc_span;
 
 typedef struct alloc_span_list {
@@ -212,6 +218,9 @@ alloc_span *alloc_central_adopt(unsigned c, struct alloc_cache *owner);
 void alloc_central_abandon(alloc_span *s);
 /* A remote free found the span unowned: collect its pending frees under the lock. */
 void alloc_central_collect(alloc_span *s);
+/* A thread frees into an unowned span: make it the owner (mimalloc's reclaim-on-free), so
+ * this and later frees into the span are local. False if someone else got it first. */
+bool alloc_central_claim(alloc_span *s, struct alloc_cache *c);
 
 /* ---- thread caches (alloc/cache.c) ---------------------------------------------------- */
 typedef struct alloc_bin {
@@ -239,6 +248,8 @@ void alloc_cache_init(alloc_cache *c);
 void alloc_cache_key_init(void);
 /* Slow path of small allocation: refill c->bins[cls].cur and allocate. NULL on ENOMEM. */
 void *alloc_cache_refill(alloc_cache *c, unsigned cls);
+/* Put a span the cache just became owner of on its bin's avail or full list. */
+void alloc_cache_take_span(alloc_cache *c, alloc_span *s);
 /* Create the calling thread's cache (or return NULL if it cannot have one). */
 alloc_cache *alloc_cache_create(void);
 /* Thread exit: give every span away. c is unusable afterwards. */
@@ -246,7 +257,13 @@ void alloc_cache_destroy(alloc_cache *c);
 /* Collect pending remote frees of s into its free list. The caller owns s (or holds the
  * central lock of an unowned s). */
 void alloc_span_collect(alloc_span *s);
-/* Build the free list of a fresh small span. */
+/* Does s have a slot to hand out (on its free list or never used)? [owner] */
+static inline bool alloc_span_has_room(const alloc_span *s) {
+    return s->free != NULL ||
+           atomic_load_explicit(&s->bump, memory_order_relaxed) < s->nelems;
+}
+/* Prepare a fresh small span (its free list is built lazily, a page at a time, so a span's
+ * untouched tail costs no resident memory). */
 void alloc_span_init_small(alloc_span *s, unsigned cls, unsigned kind);
 /* Local free of a slot that the caller's cache owns: slow part (span left full list or
  * became empty). */
@@ -296,6 +313,10 @@ static inline uint32_t alloc_slot_index(const alloc_span *s, uintptr_t p) {
 static inline uint64_t alloc_bits_load(_Atomic uint64_t *w) {
     return atomic_load_explicit(w, memory_order_relaxed);
 }
+/* The tag a free block carries in its second word (see alloc_span). Per-process random key,
+ * so program data equals it with probability 2^-64. */
+extern uintptr_t alloc_tag_key;
+static inline uintptr_t alloc_freed_tag(const void *p) { return alloc_tag_key ^ (uintptr_t)p; }
 /* A counter only one thread writes but others may read: a plain add, no lock prefix. */
 static inline void alloc_count(_Atomic uint64_t *c) {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,

@@ -38,6 +38,8 @@ void   plat_env_foreach(const char *prefix, void (*fn)(const char *name, size_t 
 void   plat_write_stderr(const char *buf, size_t len);
 /* Abort the process (SIGABRT, without running atexit handlers). */
 _Noreturn void plat_abort(void);
+/* 64 random bits (getrandom; falls back to clock and address entropy). */
+uint64_t plat_random_u64(void);
 /* Number of online CPUs (>= 1). */
 unsigned plat_ncpu(void);
 /* Sleep for ns nanoseconds (may return early on a signal). */

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make run`: what cgc does today, shown on real programs.
+#  1. An unchanged program (Python 3) runs with cgc as its malloc, via LD_PRELOAD; CGC_STATS=1
+#     prints cgc's statistics at exit, which proves every allocation went through cgc.
+#  2. The same for sqlite3 on a generated workload.
+#  3. perf/compare --quick: cgc beside glibc, mimalloc, jemalloc and tcmalloc in one run.
+set -euo pipefail
+build=${1:-build}
+lib=$(cd "$build" && pwd)/libcgc.so
+[ -f "$lib" ] || { echo "showcase: $lib not built (run: make build)" >&2; exit 1; }
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "Python 3 with cgc as its malloc:  CGC_STATS=1 LD_PRELOAD=$lib $py ..."
+CGC_STATS=1 LD_PRELOAD="$lib" "$py" - <<'PY'
+import json, random
+random.seed(1)
+d = {f"k{i}": [random.random() for _ in range(20)] for i in range(50000)}
+s = json.dumps(d)
+back = json.loads(s)
+print(f"python: {len(back)} keys, {len(s)/1e6:.1f} MB of JSON round-tripped")
+PY
+
+say "sqlite3 with cgc:  CGC_STATS=1 LD_PRELOAD=$lib sqlite3 :memory:"
+{
+  echo "create table t(id integer primary key, name text, v real);"
+  echo "begin;"
+  for i in $(seq 1 20000); do echo "insert into t(name, v) values ('name$i', $i.5);"; done
+  echo "commit;"
+  echo "create index tv on t(v);"
+  echo "select 'sqlite: ' || count(*) || ' rows, sum ' || sum(v) from t;"
+} | CGC_STATS=1 LD_PRELOAD="$lib" sqlite3 :memory:
+
+say "perf/compare --quick: cgc beside the allocators people already preload (one run, ratios)"
+perf/compare --quick --build "$build"
+echo
+echo "Full comparison (5 interleaved rounds): make bench. Results: perf/README.md."
