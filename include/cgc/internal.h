@@ -13,8 +13,9 @@
  *
  * Lock order (a thread holding a lock may only take locks further down the list):
  *   1. alloc_cache_registry_lock   (cache create/destroy, fork, stats)
- *   2. alloc_central[c].lock       (one per span class; never two at once)
- *   3. alloc_heap_lock             (page heap, span metadata, arenas)
+ *   2. alloc_orphan_lock           (allocation by threads without a cache)
+ *   3. alloc_centrals[c].lock      (one per span class; never two at once)
+ *   4. alloc_heap_lock             (page heap, span metadata, arenas)
  * The fast paths take no lock. Every lock is a pthread mutex (no allocation, fork-safe through
  * alloc_fork_prepare/parent/child).
  */
