@@ -20,7 +20,21 @@
 
 _Atomic(alloc_arena **) alloc_arena_index[1u << ALLOC_INDEX_L1_BITS];
 
-static uintptr_t next_hint = (uintptr_t)1 << 44; /* [heap] where the next region should go */
+/* [heap] Where the next region should go: right after the last one, so free runs coalesce
+ * across regions. ThreadSanitizer reserves that part of the address space for itself (and
+ * mis-handles a fixed hint there), so sanitizer builds let the kernel choose. */
+#if defined(__SANITIZE_THREAD__)
+#define CGC_NO_ADDRESS_HINT 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CGC_NO_ADDRESS_HINT 1
+#endif
+#endif
+#ifdef CGC_NO_ADDRESS_HINT
+static uintptr_t next_hint = 0;
+#else
+static uintptr_t next_hint = (uintptr_t)1 << 44;
+#endif
 
 /* ---- metadata memory ------------------------------------------------------------------- */
 static char *meta_cur, *meta_end; /* [heap] */
@@ -72,7 +86,9 @@ uintptr_t alloc_arena_grow(size_t size) {
             return 0;
         }
     }
+#ifndef CGC_NO_ADDRESS_HINT
     next_hint = base + size;
+#endif
     return base;
 }
 

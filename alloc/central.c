@@ -16,13 +16,20 @@ alloc_central alloc_centrals[ALLOC_NCLASSES] = {
     [0 ... ALLOC_NCLASSES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},
 };
 
+/* The central lock must be held. */
+static void partial_changed(alloc_central *ce) {
+    atomic_store_explicit(&ce->npartial, ce->partial.count, memory_order_relaxed);
+}
+
 alloc_span *alloc_central_adopt(unsigned c, alloc_cache *owner) {
     alloc_central *ce = &alloc_centrals[c];
-    if (ce->partial.head == NULL) return NULL; /* racy peek: a miss only costs a new span */
+    /* Peek without the lock: a stale answer only costs a new span or a wasted lock. */
+    if (atomic_load_explicit(&ce->npartial, memory_order_relaxed) == 0) return NULL;
     pthread_mutex_lock(&ce->lock);
     alloc_span *s = ce->partial.head;
     if (s) {
         alloc_list_remove(&ce->partial, s);
+        partial_changed(ce);
         s->on_central = 0;
         atomic_store_explicit(&s->owner, owner, memory_order_seq_cst);
         alloc_span_collect(s); /* frees that raced with the store above */
@@ -40,6 +47,7 @@ bool alloc_central_claim(alloc_span *s, alloc_cache *c) {
         return false;
     }
     alloc_list_remove(s->in_full ? &ce->full : &ce->partial, s);
+    partial_changed(ce);
     s->on_central = 0;
     s->in_full = 0;
     atomic_store_explicit(&s->owner, c, memory_order_seq_cst);
@@ -65,6 +73,7 @@ void alloc_central_abandon(alloc_span *s) {
     s->in_full = !alloc_span_has_room(s);
     s->on_central = 1;
     alloc_list_push(s->in_full ? &ce->full : &ce->partial, s);
+    partial_changed(ce);
     pthread_mutex_unlock(&ce->lock);
 }
 
@@ -80,6 +89,7 @@ void alloc_central_collect(alloc_span *s) {
     alloc_span_list *from = s->in_full ? &ce->full : &ce->partial;
     if (s->used == 0) {
         alloc_list_remove(from, s);
+        partial_changed(ce);
         s->on_central = 0;
         pthread_mutex_unlock(&ce->lock);
         alloc_heap_free(s);
@@ -89,6 +99,7 @@ void alloc_central_collect(alloc_span *s) {
         alloc_list_remove(&ce->full, s);
         s->in_full = 0;
         alloc_list_push(&ce->partial, s);
+        partial_changed(ce);
     }
     pthread_mutex_unlock(&ce->lock);
 }

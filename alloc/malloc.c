@@ -186,16 +186,16 @@ CGC_NOINLINE void alloc_free_slow(void *p, alloc_span *s) {
         alloc_report_error("free of a pointer cgc did not allocate", p);
         return;
     }
-    uint8_t state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+    uint8_t state = alloc_span_state(s);
     if (state == SPAN_LARGE) {
+        /* The CAS makes two racing frees of one block a reported error, not a corruption. */
         uint8_t expect = SPAN_LARGE;
         if ((uintptr_t)p != s->start ||
-            !__atomic_compare_exchange_n(&s->state, &expect, (uint8_t)SPAN_META, false,
+            !__atomic_compare_exchange_n(&s->state, &expect, (uint8_t)SPAN_LARGE_FREEING, false,
                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             alloc_report_error("free of a pointer that is not the start of a live block", p);
             return;
         }
-        s->state = SPAN_LARGE; /* we own it now; heap_free accounts it as large */
         alloc_cache *c = alloc_tls_cache;
         if (alloc_cache_valid(c)) alloc_count(&c->nfree);
         else atomic_fetch_add_explicit(&alloc_orphan_nfree, 1, memory_order_relaxed);
@@ -226,7 +226,7 @@ CGC_NOINLINE void alloc_free_slow(void *p, alloc_span *s) {
 
 void cgc_free(void *p) {
     alloc_span *s = alloc_span_of(p);
-    if (CGC_LIKELY(s != NULL && s->state == SPAN_SMALL)) {
+    if (CGC_LIKELY(s != NULL && alloc_span_state(s) == SPAN_SMALL)) {
         alloc_cache *c = alloc_tls_cache;
         uintptr_t a = (uintptr_t)p;
         uint32_t idx = alloc_slot_index(s, a);
@@ -255,8 +255,9 @@ void cgc_free(void *p) {
 static size_t live_block_size(const void *p, alloc_span *s) {
     if (s == NULL) return 0;
     uintptr_t a = (uintptr_t)p;
-    if (s->state == SPAN_LARGE) return a == s->start ? s->npages * ALLOC_PAGE_SIZE : 0;
-    if (s->state != SPAN_SMALL) return 0;
+    uint8_t state = alloc_span_state(s);
+    if (state == SPAN_LARGE) return a == s->start ? s->npages * ALLOC_PAGE_SIZE : 0;
+    if (state != SPAN_SMALL) return 0;
     uint32_t idx = alloc_slot_index(s, a);
     if (idx >= atomic_load_explicit(&s->bump, memory_order_relaxed) ||
         a != s->start + (size_t)idx * s->elem_size)

@@ -28,8 +28,16 @@ static uint64_t bucket_nonempty[2];       /* [heap] bit n: buckets[n] has a run 
 static alloc_span_list large_runs;        /* [heap] free runs of >= 128 pages */
 static alloc_span *span_pool;             /* [heap] recycled span structs */
 static alloc_heap_stats hs;               /* [heap] */
-static uint64_t unreleased_free_pages;    /* [heap] free and resident (approximately) */
+static _Atomic uint64_t unreleased_free_pages; /* [heap] free and resident (approximately);
+                                                 read racily by alloc_scavenger_poke */
 static uint64_t last_inline_scavenge_ns;  /* [heap] */
+
+static uint64_t unrel_get(void) {
+    return atomic_load_explicit(&unreleased_free_pages, memory_order_relaxed);
+}
+static void unrel_set(uint64_t v) { /* heap lock held */
+    atomic_store_explicit(&unreleased_free_pages, v, memory_order_relaxed);
+}
 
 /* ---- lists --------------------------------------------------------------------------- */
 void alloc_list_push(alloc_span_list *l, alloc_span *s) {
@@ -60,7 +68,7 @@ static alloc_span *span_new(void) {
 }
 
 static void span_dispose(alloc_span *s) {
-    s->state = SPAN_META;
+    alloc_span_set_state(s, SPAN_META);
     s->next = span_pool;
     span_pool = s;
 }
@@ -111,7 +119,7 @@ static void release_fn(alloc_arena *ar, size_t first, size_t n, void *arg) {
 
 /* ---- free runs ------------------------------------------------------------------------- */
 static void free_insert(alloc_span *s) {
-    s->state = SPAN_FREE;
+    alloc_span_set_state(s, SPAN_FREE);
     if (s->npages < NBUCKETS) {
         alloc_list_push(&buckets[s->npages], s);
         bucket_nonempty[s->npages / 64] |= (uint64_t)1 << (s->npages % 64);
@@ -157,7 +165,7 @@ static alloc_span *free_coalesce(alloc_span *s, uint64_t now) {
     uint64_t age = now;
     alloc_pagemap_set(s->start, s->npages, NULL, false);
     alloc_span *left = alloc_span_of((void *)(s->start - 1));
-    if (left && left->state == SPAN_FREE && left->start + left->npages * ALLOC_PAGE_SIZE == s->start) {
+    if (left && alloc_span_state(left) == SPAN_FREE && left->start + left->npages * ALLOC_PAGE_SIZE == s->start) {
         free_remove(left);
         alloc_pagemap_set(left->start + (left->npages - 1) * ALLOC_PAGE_SIZE, 1, NULL, false);
         if (left->npages >= s->npages) age = left->freed_at_ns; /* the bigger part's age wins */
@@ -167,7 +175,7 @@ static alloc_span *free_coalesce(alloc_span *s, uint64_t now) {
     }
     uintptr_t end = s->start + s->npages * ALLOC_PAGE_SIZE;
     alloc_span *right = alloc_span_of((void *)end);
-    if (right && right->state == SPAN_FREE && right->start == end) {
+    if (right && alloc_span_state(right) == SPAN_FREE && right->start == end) {
         free_remove(right);
         alloc_pagemap_set(right->start, 1, NULL, false);
         if (right->npages > s->npages) age = right->freed_at_ns;
@@ -259,13 +267,12 @@ alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large) {
     s->zeroed = rel == s->npages;
     if (rel) for_each_arena_range(s->start, s->npages, clear_released_fn, NULL);
     hs.released -= rel * ALLOC_PAGE_SIZE;
-    if (unreleased_free_pages >= s->npages - rel) unreleased_free_pages -= s->npages - rel;
-    else unreleased_free_pages = 0;
+    unrel_set(unrel_get() >= s->npages - rel ? unrel_get() - (s->npages - rel) : 0);
     hs.span_bytes += s->npages * ALLOC_PAGE_SIZE;
     s->released = 0;
     s->freed_at_ns = 0;
     s->next = s->prev = NULL;
-    s->state = large ? SPAN_LARGE : SPAN_SMALL; /* small: the caller fills in the class */
+    alloc_span_set_state(s, large ? SPAN_LARGE : SPAN_SMALL); /* small: the caller fills in the class */
     if (large) {
         hs.large_bytes += s->npages * ALLOC_PAGE_SIZE;
         hs.large_count++;
@@ -279,8 +286,8 @@ void alloc_heap_free(alloc_span *s) {
     pthread_mutex_lock(&alloc_heap_lock);
     uint64_t now = plat_now_ns();
     hs.span_bytes -= s->npages * ALLOC_PAGE_SIZE;
-    if (s->state == SPAN_LARGE) hs.large_bytes -= s->npages * ALLOC_PAGE_SIZE;
-    unreleased_free_pages += s->npages;
+    if (alloc_span_state(s) != SPAN_SMALL) hs.large_bytes -= s->npages * ALLOC_PAGE_SIZE;
+    unrel_set(unrel_get() + s->npages);
     s->owner = NULL;
     free_coalesce(s, now);
     bool inline_scavenge = !alloc_opt.scavenger &&
@@ -310,8 +317,7 @@ size_t alloc_heap_scavenge(uint64_t min_age_ns) {
     for (size_t n = 1; n < NBUCKETS; n++) pages += scavenge_list(&buckets[n], now, min_age_ns);
     hs.released += pages * ALLOC_PAGE_SIZE;
     hs.scavenged += pages * ALLOC_PAGE_SIZE;
-    if (min_age_ns == 0) unreleased_free_pages = 0;
-    else unreleased_free_pages = unreleased_free_pages > pages ? unreleased_free_pages - pages : 0;
+    unrel_set(min_age_ns == 0 || unrel_get() <= pages ? 0 : unrel_get() - pages);
     pthread_mutex_unlock(&alloc_heap_lock);
     return pages * ALLOC_PAGE_SIZE;
 }
@@ -344,7 +350,7 @@ void alloc_scavenger_poke(void) {
     if (CGC_LIKELY(atomic_load_explicit(&scavenger_state, memory_order_relaxed) != 0)) return;
     if (!alloc_opt.scavenger || atomic_load_explicit(&alloc_ready, memory_order_acquire) < 2) return;
     /* Only worth a thread once a meaningful amount of memory waits for release. */
-    if (unreleased_free_pages * ALLOC_PAGE_SIZE < ((size_t)4 << 20)) return;
+    if (unrel_get() * ALLOC_PAGE_SIZE < ((size_t)4 << 20)) return;
     int expected = 0;
     if (!atomic_compare_exchange_strong_explicit(&scavenger_state, &expected, 1,
                                                  memory_order_acq_rel, memory_order_relaxed))

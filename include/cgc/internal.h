@@ -95,6 +95,7 @@ enum alloc_span_state {
     SPAN_SMALL = 1, /* small objects of one class */
     SPAN_LARGE = 2, /* one large object starting at span->start */
     SPAN_META = 3,  /* dead: span struct on the metadata free list */
+    SPAN_LARGE_FREEING = 4, /* a free() won the race to free this large block */
 };
 /* Span kinds (DESIGN §2). Only ALLOC_KIND_MALLOC exists until the collector lands; the kind
  * is part of the span class so collected objects never share a span with malloc'd ones. */
@@ -140,6 +141,15 @@ typedef struct alloc_span {
      * bits will live beside it.) */
     _Atomic uint64_t remote_bits[ALLOC_BITMAP_WORDS];
 } alloc_span;
+
+/* A span's state is written under the heap lock (or by the CAS that claims a large block
+ * for free()) and read without locks by free(), so every access is atomic. */
+static inline uint8_t alloc_span_state(const alloc_span *s) {
+    return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+}
+static inline void alloc_span_set_state(alloc_span *s, uint8_t st) {
+    __atomic_store_n(&s->state, st, __ATOMIC_RELEASE);
+}
 
 typedef struct alloc_span_list {
     alloc_span *head;
@@ -210,6 +220,7 @@ typedef struct alloc_central {
     pthread_mutex_t lock;
     alloc_span_list partial; /* unowned spans with free slots */
     alloc_span_list full;    /* unowned spans without */
+    _Atomic size_t npartial; /* partial.count, for a lock-free peek */
 } alloc_central;
 extern alloc_central alloc_centrals[ALLOC_NCLASSES];
 /* Take an unowned span with free slots for class c and make `owner` its owner, or NULL.
