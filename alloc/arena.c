@@ -112,6 +112,14 @@ void alloc_pagemap_set(uintptr_t start, size_t npages, alloc_span *s, bool ends_
                                   memory_order_release);
         return;
     }
-    for (size_t i = 0; i < npages; i++)
-        atomic_store_explicit(pagemap_slot(start + i * ALLOC_PAGE_SIZE), s, memory_order_release);
+    while (npages > 0) { /* one arena at a time: runs may cross arena boundaries */
+        alloc_arena *ar = alloc_arena_of(start);
+        size_t first = (start >> ALLOC_PAGE_SHIFT) & (ALLOC_ARENA_PAGES - 1);
+        size_t n = ALLOC_ARENA_PAGES - first;
+        if (n > npages) n = npages;
+        for (size_t i = 0; i < n; i++)
+            atomic_store_explicit(&ar->pagemap[first + i], s, memory_order_release);
+        start += n * ALLOC_PAGE_SIZE;
+        npages -= n;
+    }
 }

@@ -271,21 +271,43 @@ size_t cgc_usable_size(const void *p) {
     return live_block_size(p, alloc_span_of(p));
 }
 
+/* Large block: resize in place when the page heap allows; when it must move, leave
+ * headroom if the growth was small, so a buffer grown step by step moves O(log n) times. */
+static void *realloc_large(void *p, alloc_span *s, size_t old, size_t n) {
+    size_t npages = (n + ALLOC_PAGE_SIZE - 1) >> ALLOC_PAGE_SHIFT;
+    if (n > ALLOC_SMALL_MAX && n <= ((size_t)1 << ALLOC_ADDR_BITS)) {
+        if (n <= old && n >= old / 2) return p;
+        if (alloc_heap_resize(s, npages)) return p;
+    } else if (n <= old && old <= 2 * ALLOC_SMALL_MAX) {
+        return p; /* shrinking into small sizes: not worth a copy */
+    }
+    size_t want = n;
+    if (n > old && n - old < old / 2 && n <= ((size_t)1 << (ALLOC_ADDR_BITS - 2)))
+        want = old + old / 2;
+    void *q = cgc_malloc(want);
+    if (q == NULL && want != n) q = cgc_malloc(n);
+    if (q == NULL) return NULL; /* errno = ENOMEM; p untouched */
+    memcpy(q, p, n < old ? n : old);
+    cgc_free(p);
+    return q;
+}
+
 void *cgc_realloc(void *p, size_t n) {
     if (p == NULL) return cgc_malloc(n);
     if (n == 0) { /* glibc: free and return NULL */
         cgc_free(p);
         return NULL;
     }
-    size_t old = live_block_size(p, alloc_span_of(p));
+    alloc_span *s = alloc_span_of(p);
+    size_t old = live_block_size(p, s);
     if (old == 0) {
         alloc_report_error("realloc of a pointer that is not a live block", p);
         errno = EINVAL;
         return NULL;
     }
+    if (alloc_span_state(s) == SPAN_LARGE) return realloc_large(p, s, old, n);
     /* Keep the block when the new size fits and would not waste more than half of it. */
-    if (n <= old && n >= old / 2) return p;
-    if (n <= old && old <= 64) return p;
+    if (n <= old && (n >= old / 2 || old <= 64)) return p;
     void *q = cgc_malloc(n);
     if (q == NULL) return NULL; /* errno = ENOMEM; p untouched */
     memcpy(q, p, n < old ? n : old);

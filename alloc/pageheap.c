@@ -30,7 +30,7 @@ static alloc_span *span_pool;             /* [heap] recycled span structs */
 static alloc_heap_stats hs;               /* [heap] */
 static _Atomic uint64_t unreleased_free_pages; /* [heap] free and resident (approximately);
                                                  read racily by alloc_scavenger_poke */
-static uint64_t last_inline_scavenge_ns;  /* [heap] */
+static _Atomic uint64_t last_inline_scavenge_ns; /* a hint: relaxed */
 
 static uint64_t unrel_get(void) {
     return atomic_load_explicit(&unreleased_free_pages, memory_order_relaxed);
@@ -89,14 +89,28 @@ static void for_each_arena_range(uintptr_t start, size_t npages, page_range_fn f
     }
 }
 
+/* Mask of bits [lo, hi) within one 64-bit word (0 <= lo < hi <= 64). */
+static inline uint64_t bit_range(size_t lo, size_t hi) {
+    uint64_t m = hi == 64 ? ~(uint64_t)0 : (((uint64_t)1 << hi) - 1);
+    return m & ~(((uint64_t)1 << lo) - 1);
+}
+
 static void count_released_fn(alloc_arena *ar, size_t first, size_t n, void *arg) {
     size_t *count = arg;
-    for (size_t i = first; i < first + n; i++) *count += (ar->released[i / 64] >> (i % 64)) & 1;
+    for (size_t i = first, end = first + n; i < end;) {
+        size_t w = i / 64, hi = end - w * 64 < 64 ? end - w * 64 : 64;
+        *count += (size_t)__builtin_popcountll(ar->released[w] & bit_range(i % 64, hi));
+        i = w * 64 + hi;
+    }
 }
 
 static void clear_released_fn(alloc_arena *ar, size_t first, size_t n, void *arg) {
     (void)arg;
-    for (size_t i = first; i < first + n; i++) ar->released[i / 64] &= ~((uint64_t)1 << (i % 64));
+    for (size_t i = first, end = first + n; i < end;) {
+        size_t w = i / 64, hi = end - w * 64 < 64 ? end - w * 64 : 64;
+        ar->released[w] &= ~bit_range(i % 64, hi);
+        i = w * 64 + hi;
+    }
 }
 
 /* Release every resident page of the range: madvise each maximal run of resident pages. */
@@ -168,7 +182,10 @@ static alloc_span *free_coalesce(alloc_span *s, uint64_t now) {
     if (left && alloc_span_state(left) == SPAN_FREE && left->start + left->npages * ALLOC_PAGE_SIZE == s->start) {
         free_remove(left);
         alloc_pagemap_set(left->start + (left->npages - 1) * ALLOC_PAGE_SIZE, 1, NULL, false);
-        if (left->npages >= s->npages) age = left->freed_at_ns; /* the bigger part's age wins */
+        /* A neighbour the scavenger already emptied holds no resident page: the merged run
+         * is as young as the pages just freed. Otherwise the bigger part's age wins (so a
+         * small free cannot keep a big idle run resident forever). */
+        if (!left->released && left->npages >= s->npages) age = left->freed_at_ns;
         left->npages += s->npages;
         span_dispose(s);
         s = left;
@@ -178,11 +195,12 @@ static alloc_span *free_coalesce(alloc_span *s, uint64_t now) {
     if (right && alloc_span_state(right) == SPAN_FREE && right->start == end) {
         free_remove(right);
         alloc_pagemap_set(right->start, 1, NULL, false);
-        if (right->npages > s->npages) age = right->freed_at_ns;
+        if (!right->released && right->npages > s->npages) age = right->freed_at_ns;
         s->npages += right->npages;
         span_dispose(right);
     }
     s->freed_at_ns = age;
+    s->released = 0;
     s->sizeclass = 0;
     alloc_pagemap_set(s->start, s->npages, s, true);
     free_insert(s);
@@ -201,22 +219,23 @@ static bool heap_grow(size_t npages) {
     if (s == NULL) return false;
     s->start = base;
     s->npages = size / ALLOC_PAGE_SIZE;
-    free_coalesce(s, 0); /* fresh: age 0, nothing resident to scavenge */
+    s = free_coalesce(s, 0); /* fresh: nothing resident to scavenge */
+    if (s->freed_at_ns == 0) s->released = 1;
     return true;
 }
 
 /* Split the first n pages off free span s (already off the lists); the rest goes back. */
-static void split_tail(alloc_span *s, size_t n, uint64_t now) {
+static void split_tail(alloc_span *s, size_t n) {
     if (s->npages == n) return;
     alloc_span *rest = span_new();
     if (rest == NULL) return; /* keep the whole run: wastes pages, never corrupts */
     rest->start = s->start + n * ALLOC_PAGE_SIZE;
     rest->npages = s->npages - n;
     rest->freed_at_ns = s->freed_at_ns;
+    rest->released = s->released;
     s->npages = n;
     alloc_pagemap_set(rest->start, rest->npages, rest, true);
     free_insert(rest);
-    (void)now;
 }
 
 alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large) {
@@ -224,7 +243,6 @@ alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large) {
     size_t need = npages + align_pages - 1;
     if (need < npages || need > ((size_t)1 << (ALLOC_ADDR_BITS - ALLOC_PAGE_SHIFT))) return NULL;
     pthread_mutex_lock(&alloc_heap_lock);
-    uint64_t now = plat_now_ns();
     alloc_span *s = free_find(need);
     if (s == NULL) {
         if (!heap_grow(need)) {
@@ -256,12 +274,13 @@ alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large) {
         h->start = s->start;
         h->npages = head;
         h->freed_at_ns = s->freed_at_ns;
+        h->released = s->released;
         s->start += head * ALLOC_PAGE_SIZE;
         s->npages -= head;
         alloc_pagemap_set(h->start, h->npages, h, true);
         free_insert(h);
     }
-    split_tail(s, npages, now);
+    split_tail(s, npages);
     size_t rel = 0;
     for_each_arena_range(s->start, s->npages, count_released_fn, &rel);
     s->zeroed = rel == s->npages;
@@ -284,35 +303,91 @@ alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large) {
 
 void alloc_heap_free(alloc_span *s) {
     pthread_mutex_lock(&alloc_heap_lock);
-    uint64_t now = plat_now_ns();
+    uint64_t now = plat_coarse_now_ns();
     hs.span_bytes -= s->npages * ALLOC_PAGE_SIZE;
     if (alloc_span_state(s) != SPAN_SMALL) hs.large_bytes -= s->npages * ALLOC_PAGE_SIZE;
     unrel_set(unrel_get() + s->npages);
     s->owner = NULL;
     free_coalesce(s, now);
     bool inline_scavenge = !alloc_opt.scavenger &&
-                           now - last_inline_scavenge_ns > alloc_opt.decay_ns / 4;
+                           now - atomic_load_explicit(&last_inline_scavenge_ns, memory_order_relaxed) >
+                               alloc_opt.decay_ns / 4;
     pthread_mutex_unlock(&alloc_heap_lock);
     if (inline_scavenge) {
-        last_inline_scavenge_ns = now; /* racy hint only */
+        atomic_store_explicit(&last_inline_scavenge_ns, now, memory_order_relaxed);
         alloc_heap_scavenge(alloc_opt.decay_ns / 2);
     } else {
         alloc_scavenger_poke();
     }
 }
 
+bool alloc_heap_resize(alloc_span *s, size_t npages) {
+    if (npages == 0) return false;
+    pthread_mutex_lock(&alloc_heap_lock);
+    uint64_t now = plat_coarse_now_ns();
+    bool ok = false;
+    if (npages < s->npages) { /* give the tail back */
+        alloc_span *tail = span_new();
+        if (tail) {
+            tail->start = s->start + npages * ALLOC_PAGE_SIZE;
+            tail->npages = s->npages - npages;
+            size_t freed = tail->npages * ALLOC_PAGE_SIZE;
+            s->npages = npages;
+            hs.span_bytes -= freed;
+            hs.large_bytes -= freed;
+            unrel_set(unrel_get() + tail->npages);
+            free_coalesce(tail, now);
+            ok = true;
+        }
+    } else if (npages == s->npages) {
+        ok = true;
+    } else { /* grow into the free run that follows, if there is one big enough */
+        size_t extra = npages - s->npages;
+        uintptr_t end = s->start + s->npages * ALLOC_PAGE_SIZE;
+        alloc_span *right = alloc_span_of((void *)end);
+        if (right && alloc_span_state(right) == SPAN_FREE && right->start == end &&
+            right->npages >= extra) {
+            free_remove(right);
+            alloc_pagemap_set(right->start, 1, NULL, false);
+            if (right->npages > 1)
+                alloc_pagemap_set(right->start + (right->npages - 1) * ALLOC_PAGE_SIZE, 1, NULL, false);
+            if (right->npages > extra) {
+                right->start += extra * ALLOC_PAGE_SIZE;
+                right->npages -= extra;
+                alloc_pagemap_set(right->start, right->npages, right, true);
+                free_insert(right);
+            } else {
+                span_dispose(right);
+            }
+            size_t rel = 0;
+            for_each_arena_range(end, extra, count_released_fn, &rel);
+            if (rel) for_each_arena_range(end, extra, clear_released_fn, NULL);
+            hs.released -= rel * ALLOC_PAGE_SIZE;
+            unrel_set(unrel_get() >= extra - rel ? unrel_get() - (extra - rel) : 0);
+            hs.span_bytes += extra * ALLOC_PAGE_SIZE;
+            hs.large_bytes += extra * ALLOC_PAGE_SIZE;
+            alloc_pagemap_set(end, extra, s, false);
+            s->npages = npages;
+            ok = true;
+        }
+    }
+    pthread_mutex_unlock(&alloc_heap_lock);
+    return ok;
+}
+
 static size_t scavenge_list(alloc_span_list *l, uint64_t now, uint64_t min_age_ns) {
     size_t released = 0;
     for (alloc_span *s = l->head; s; s = s->next) {
-        if (now - s->freed_at_ns < min_age_ns && s->freed_at_ns != 0) continue;
+        if (s->released || (now - s->freed_at_ns < min_age_ns && s->freed_at_ns != 0)) continue;
         for_each_arena_range(s->start, s->npages, release_fn, &released);
+        s->released = 1;
     }
     return released;
 }
 
 size_t alloc_heap_scavenge(uint64_t min_age_ns) {
     pthread_mutex_lock(&alloc_heap_lock);
-    uint64_t now = plat_now_ns();
+    uint64_t now = plat_coarse_now_ns();
     size_t pages = scavenge_list(&large_runs, now, min_age_ns);
     for (size_t n = 1; n < NBUCKETS; n++) pages += scavenge_list(&buckets[n], now, min_age_ns);
     hs.released += pages * ALLOC_PAGE_SIZE;

@@ -202,6 +202,10 @@ extern pthread_mutex_t alloc_heap_lock;
  * SPAN_LARGE or SPAN_SMALL, page map set. s->zeroed says whether its memory is known zero.
  * Returns NULL (errno untouched) when the OS refuses memory. Takes the heap lock. */
 alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large);
+/* Resize a large span in place to npages: shrinking returns the tail to the free runs;
+ * growing takes pages from the free run right after it. False if it cannot grow there.
+ * The caller owns s. Takes the heap lock. */
+bool alloc_heap_resize(alloc_span *s, size_t npages);
 /* Return a span to the free runs, coalescing with free neighbours. Takes the heap lock. */
 void alloc_heap_free(alloc_span *s);
 /* Release free pages that have been free for at least min_age_ns. Takes the heap lock.

@@ -28,6 +28,8 @@ void   plat_release(void *p, size_t size);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t plat_now_ns(void);
+/* Monotonic clock with a few milliseconds' resolution, cheap enough for allocation paths. */
+uint64_t plat_coarse_now_ns(void);
 /* The value of environment variable `name` read directly from `environ` (no allocation),
  * or NULL. */
 const char *plat_getenv(const char *name);
