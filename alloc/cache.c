@@ -34,15 +34,21 @@ pthread_mutex_t alloc_orphan_lock = PTHREAD_MUTEX_INITIALIZER;
 uint64_t alloc_dead_nmalloc, alloc_dead_nfree, alloc_dead_nremote; /* [registry] */
 uint64_t alloc_threads_created;                                     /* [registry] */
 
-static void bin_init(alloc_bin *b) {
+static void bin_init(alloc_bin *b, unsigned cls) {
+    b->hot = NULL;
+    b->nhot = 0;
+    /* about 32 KiB of recently freed blocks per class, at least 2 and at most 128 */
+    uint32_t n = cls ? 32768u / alloc_classes[cls].size : 0;
+    b->hot_max = n < 2 ? 2 : n > 128 ? 128 : n;
     b->cur = &alloc_empty_span;
     b->avail.head = b->full.head = NULL;
+    b->avail.tail = b->full.tail = NULL;
     b->avail.count = b->full.count = 0;
 }
 
 void alloc_cache_init(alloc_cache *c) {
     for (unsigned i = 0; i < ALLOC_NCLASSES; i++) {
-        bin_init(&c->bins[i]);
+        bin_init(&c->bins[i], i);
         atomic_store_explicit(&c->notify[i], 0, memory_order_relaxed);
     }
 }
@@ -139,14 +145,14 @@ static void take_notified(alloc_cache *c, alloc_bin *b, unsigned cls) {
             alloc_heap_free(s);
             continue;
         }
-        alloc_list_push(&b->avail, s);
+        alloc_list_append(&b->avail, s);
     }
 }
 
 void alloc_cache_take_span(alloc_cache *c, alloc_span *s) {
     alloc_bin *b = &c->bins[s->sizeclass];
     if (alloc_span_has_room(s)) {
-        alloc_list_push(&b->avail, s);
+        alloc_list_append(&b->avail, s);
         return;
     }
     for (;;) { /* no free slot: park it, unless frees arrived since the collect */
@@ -155,7 +161,7 @@ void alloc_cache_take_span(alloc_cache *c, alloc_span *s) {
         atomic_store_explicit(&s->full, 0, memory_order_relaxed);
         alloc_span_collect(s);
         if (s->free) {
-            alloc_list_push(&b->avail, s);
+            alloc_list_append(&b->avail, s);
             return;
         }
     }
@@ -200,13 +206,53 @@ void *alloc_cache_refill(alloc_cache *c, unsigned cls) {
     return pop(c, s);
 }
 
+/* Give hot-list block q back to its span (the caller owns the span). */
+static void hot_return(alloc_cache *c, void **q) {
+    alloc_span *s = alloc_span_of(q);
+    q[0] = s->free; /* q[1] keeps its free tag */
+    s->free = q;
+    if (--s->used == 0 || s->in_full) alloc_cache_free_slow(c, s);
+}
+
+void alloc_cache_flush_hot(alloc_cache *c, alloc_bin *b) {
+    uint32_t keep = b->hot_max / 2;
+    void **q = b->hot;
+    for (uint32_t i = 1; i < keep && q[0] != NULL; i++) q = q[0];
+    void **rest = keep ? q[0] : b->hot;
+    if (keep) q[0] = NULL;
+    else b->hot = NULL;
+    b->nhot = keep;
+    while (rest != NULL) {
+        void **next = rest[0];
+        hot_return(c, rest);
+        rest = next;
+    }
+}
+
+static void flush_hot_all(alloc_cache *c, alloc_bin *b) {
+    void **q = b->hot;
+    b->hot = NULL;
+    b->nhot = 0;
+    while (q != NULL) {
+        void **next = q[0];
+        hot_return(c, q);
+        q = next;
+    }
+}
+
+bool alloc_cache_on_hot(const alloc_bin *b, const void *p) {
+    for (void **q = b->hot; q != NULL; q = q[0])
+        if (q == p) return true;
+    return false;
+}
+
 /* A local free hit a parked span or emptied one. */
 void alloc_cache_free_slow(alloc_cache *c, alloc_span *s) {
     alloc_bin *b = &c->bins[s->sizeclass];
     if (s->in_full) {
         unpark(b, s);
         if (s->used > 0) {
-            alloc_list_push(&b->avail, s);
+            alloc_list_append(&b->avail, s);
             return;
         }
     } else if (s == b->cur || s->used > 0) {
@@ -300,6 +346,7 @@ static void abandon_list(alloc_span_list *l) {
 static void cache_release_spans(alloc_cache *c) {
     for (unsigned i = 1; i < ALLOC_NCLASSES; i++) {
         alloc_bin *b = &c->bins[i];
+        flush_hot_all(c, b);
         if (b->cur != &alloc_empty_span) alloc_central_abandon(b->cur);
         b->cur = &alloc_empty_span;
         abandon_list(&b->avail);

@@ -22,8 +22,17 @@ _Atomic uint64_t alloc_orphan_nremote; /* small frees by threads without a cache
 /* ---- allocation ------------------------------------------------------------------------ */
 
 static inline void *cache_alloc(alloc_cache *c, unsigned cls) {
-    alloc_span *s = c->bins[cls].cur;
-    void **p = s->free;
+    alloc_bin *b = &c->bins[cls];
+    void **p = b->hot;
+    if (CGC_LIKELY(p != NULL)) { /* the block this thread freed last: likely in cache */
+        b->hot = p[0];
+        b->nhot--;
+        p[1] = NULL;
+        alloc_count(&c->nmalloc);
+        return p;
+    }
+    alloc_span *s = b->cur;
+    p = s->free;
     if (CGC_LIKELY(p != NULL)) {
         s->free = p[0];
         p[1] = NULL; /* drop the freed tag: the block is live */
@@ -79,10 +88,7 @@ CGC_NOINLINE void *alloc_malloc_slow(size_t n, bool zero) {
 
 void *cgc_malloc(size_t n) {
     alloc_cache *c = alloc_tls_cache;
-    if (CGC_LIKELY(n <= ALLOC_SMALL_MAX && alloc_cache_valid(c))) {
-        alloc_span *s = c->bins[alloc_size_class(n)].cur;
-        if (CGC_LIKELY(s->free != NULL)) return cache_alloc(c, alloc_size_class(n));
-    }
+    if (CGC_LIKELY(n <= ALLOC_SMALL_MAX && alloc_cache_valid(c))) return cache_alloc(c, alloc_size_class(n));
     return alloc_malloc_slow(n, false);
 }
 
@@ -168,7 +174,8 @@ static void local_free(alloc_cache *c, alloc_span *s, void *p, uint32_t idx) {
     void **blk = p;
     if (idx >= atomic_load_explicit(&s->bump, memory_order_relaxed) ||
         (alloc_bits_load(&s->remote_bits[idx >> 6]) & ((uint64_t)1 << (idx & 63))) ||
-        (blk[1] == (void *)alloc_freed_tag(p) && on_free_list(s, p))) {
+        (blk[1] == (void *)alloc_freed_tag(p) &&
+         (on_free_list(s, p) || alloc_cache_on_hot(&c->bins[s->sizeclass], p)))) {
         alloc_report_error("double free", p);
         return;
     }
@@ -231,18 +238,20 @@ void cgc_free(void *p) {
         uintptr_t a = (uintptr_t)p;
         uint32_t idx = alloc_slot_index(s, a);
         void **blk = p;
-        /* Fast path: our span, the start of a slot that was handed out, not tagged free.
+        /* Fast path: our span, the start of a slot that was handed out, not tagged free:
+         * onto the thread's hot list for its class (the span does not see it yet).
          * A tagged block (double free, or a block another thread freed whose free is still
          * pending) takes the slow path, which tells the cases apart. */
         if (CGC_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == c &&
                        alloc_cache_valid(c) && a == s->start + (size_t)idx * s->elem_size &&
                        idx < atomic_load_explicit(&s->bump, memory_order_relaxed) &&
                        blk[1] != (void *)alloc_freed_tag(p))) {
-            blk[0] = s->free;
+            alloc_bin *b = &c->bins[s->sizeclass];
+            blk[0] = b->hot;
             blk[1] = (void *)alloc_freed_tag(p);
-            s->free = p;
+            b->hot = blk;
             alloc_count(&c->nfree);
-            if (CGC_UNLIKELY(--s->used == 0 || s->in_full)) alloc_cache_free_slow(c, s);
+            if (CGC_UNLIKELY(++b->nhot > b->hot_max)) alloc_cache_flush_hot(c, b);
             return;
         }
     }

@@ -44,7 +44,17 @@ void alloc_list_push(alloc_span_list *l, alloc_span *s) {
     s->prev = NULL;
     s->next = l->head;
     if (l->head) l->head->prev = s;
+    else l->tail = s;
     l->head = s;
+    l->count++;
+}
+
+void alloc_list_append(alloc_span_list *l, alloc_span *s) {
+    s->next = NULL;
+    s->prev = l->tail;
+    if (l->tail) l->tail->next = s;
+    else l->head = s;
+    l->tail = s;
     l->count++;
 }
 
@@ -52,6 +62,7 @@ void alloc_list_remove(alloc_span_list *l, alloc_span *s) {
     if (s->prev) s->prev->next = s->next;
     else l->head = s->next;
     if (s->next) s->next->prev = s->prev;
+    else l->tail = s->prev;
     s->next = s->prev = NULL;
     l->count--;
 }

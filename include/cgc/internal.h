@@ -104,7 +104,8 @@ enum alloc_span_kind { ALLOC_KIND_MALLOC = 0 };
 struct alloc_cache;
 
 /* A run of pages. Invariants, for a SMALL span s:
- *   s->used + |s->free list| + (s->nelems - s->bump) == s->nelems
+ *   s->used + |s->free list| + (s->nelems - s->bump) == s->nelems, where used counts
+ *   blocks handed out and blocks on the owner's hot list (alloc_bin.hot)
  *   every block on the free list holds alloc_freed_tag(block) in its second word, and a
  *   block handed out by malloc does not (malloc clears it): that tag is how a second free
  *   of a block that is still free is recognised without touching any bitmap;
@@ -152,10 +153,11 @@ static inline void alloc_span_set_state(alloc_span *s, uint8_t st) {
 }
 
 typedef struct alloc_span_list {
-    alloc_span *head;
+    alloc_span *head, *tail;
     size_t count;
 } alloc_span_list;
-void alloc_list_push(alloc_span_list *l, alloc_span *s);
+void alloc_list_push(alloc_span_list *l, alloc_span *s);   /* at the head */
+void alloc_list_append(alloc_span_list *l, alloc_span *s); /* at the tail */
 void alloc_list_remove(alloc_span_list *l, alloc_span *s);
 
 /* ---- arenas and the page map (alloc/arena.c) ------------------------------------------ */
@@ -240,8 +242,13 @@ bool alloc_central_claim(alloc_span *s, struct alloc_cache *c);
 
 /* ---- thread caches (alloc/cache.c) ---------------------------------------------------- */
 typedef struct alloc_bin {
+    void **hot;             /* blocks this thread freed last, LIFO (tcmalloc's thread cache):
+                               still counted in their span's `used`, tagged free */
+    uint32_t nhot, hot_max; /* when nhot passes hot_max, the older half goes back to spans */
     alloc_span *cur;        /* span allocations come from; never NULL (alloc_empty_span) */
-    alloc_span_list avail;  /* other owned spans with free slots (cur is not on it) */
+    alloc_span_list avail;  /* other owned spans with free slots (cur is not on it); FIFO:
+                               a span that got a slot back joins the tail, so by the time it
+                               is used again it has gathered more (mimalloc's page queue) */
     alloc_span_list full;   /* owned spans with no free slot when last looked at */
 } alloc_bin;
 typedef struct alloc_cache {
@@ -284,6 +291,10 @@ void alloc_span_init_small(alloc_span *s, unsigned cls, unsigned kind);
 /* Local free of a slot that the caller's cache owns: slow part (span left full list or
  * became empty). */
 void alloc_cache_free_slow(alloc_cache *c, alloc_span *s);
+/* The hot list of a bin passed hot_max: return its older half to the blocks' spans. */
+void alloc_cache_flush_hot(alloc_cache *c, alloc_bin *b);
+/* Is p on the hot list of bin b? (double-free confirmation) */
+bool alloc_cache_on_hot(const alloc_bin *b, const void *p);
 /* Free by a thread that does not own the span. */
 void alloc_remote_free(alloc_span *s, void *p, uint32_t idx);
 /* Abandon the caches of threads that no longer exist (fork child). */
