@@ -18,7 +18,7 @@
 
 #include <string.h>
 
-_Atomic(alloc_arena **) alloc_arena_index[1u << ALLOC_INDEX_L1_BITS];
+_Atomic(alloc_arena *) alloc_arena_index[(size_t)1 << ALLOC_INDEX_BITS];
 
 /* [heap] Where the next region should go: right after the last one, so free runs coalesce
  * across regions. ThreadSanitizer reserves that part of the address space for itself (and
@@ -54,20 +54,11 @@ void *alloc_meta_alloc(size_t size) {
 }
 
 static alloc_arena *arena_register(uintptr_t base) {
-    uintptr_t no = base >> ALLOC_ARENA_SHIFT;
-    _Atomic(alloc_arena **) *l1 = &alloc_arena_index[no >> ALLOC_INDEX_L2_BITS];
-    alloc_arena **l2 = atomic_load_explicit(l1, memory_order_relaxed);
-    if (l2 == NULL) {
-        l2 = plat_map(sizeof(alloc_arena *) << ALLOC_INDEX_L2_BITS);
-        if (l2 == NULL) return NULL;
-        atomic_store_explicit(l1, l2, memory_order_release);
-    }
     alloc_arena *ar = plat_map(sizeof(alloc_arena));
     if (ar == NULL) return NULL;
     ar->base = base;
     memset(ar->released, 0xff, sizeof ar->released); /* fresh memory is not resident */
-    atomic_store_explicit((_Atomic(alloc_arena *) *)&l2[no & ((1u << ALLOC_INDEX_L2_BITS) - 1)], ar,
-                          memory_order_release);
+    atomic_store_explicit(&alloc_arena_index[base >> ALLOC_ARENA_SHIFT], ar, memory_order_release);
     return ar;
 }
 
@@ -93,10 +84,7 @@ uintptr_t alloc_arena_grow(size_t size) {
 }
 
 alloc_arena *alloc_arena_of(uintptr_t addr) {
-    uintptr_t no = addr >> ALLOC_ARENA_SHIFT;
-    alloc_arena **l2 = atomic_load_explicit(&alloc_arena_index[no >> ALLOC_INDEX_L2_BITS],
-                                            memory_order_relaxed);
-    return l2[no & ((1u << ALLOC_INDEX_L2_BITS) - 1)];
+    return atomic_load_explicit(&alloc_arena_index[addr >> ALLOC_ARENA_SHIFT], memory_order_relaxed);
 }
 
 static inline _Atomic(alloc_span *) *pagemap_slot(uintptr_t addr) {

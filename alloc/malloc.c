@@ -235,15 +235,15 @@ void cgc_free(void *p) {
     alloc_span *s = alloc_span_of(p);
     if (CGC_LIKELY(s != NULL && alloc_span_state(s) == SPAN_SMALL)) {
         alloc_cache *c = alloc_tls_cache;
-        uintptr_t a = (uintptr_t)p;
-        uint32_t idx = alloc_slot_index(s, a);
+        bool exact;
+        uint32_t idx = alloc_slot_index_exact(s, (uintptr_t)p, &exact);
         void **blk = p;
         /* Fast path: our span, the start of a slot that was handed out, not tagged free:
          * onto the thread's hot list for its class (the span does not see it yet).
          * A tagged block (double free, or a block another thread freed whose free is still
          * pending) takes the slow path, which tells the cases apart. */
         if (CGC_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == c &&
-                       alloc_cache_valid(c) && a == s->start + (size_t)idx * s->elem_size &&
+                       alloc_cache_valid(c) && exact &&
                        idx < atomic_load_explicit(&s->bump, memory_order_relaxed) &&
                        blk[1] != (void *)alloc_freed_tag(p))) {
             alloc_bin *b = &c->bins[s->sizeclass];

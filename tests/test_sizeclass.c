@@ -30,8 +30,13 @@ Test(sizeclass, span_tail_waste_and_slot_index, .init = setup) {
         cr_assert(ci->nelems <= ALLOC_MAX_NELEMS && ci->nelems >= 4, "class %u", c);
         cr_assert((bytes - (size_t)ci->nelems * ci->size) * 8 <= bytes, "class %u tail", c);
         alloc_span s = {.start = 0, .divmul = ci->divmul};
-        for (size_t off = 0; off < bytes; off++)
+        for (size_t off = 0; off < bytes; off++) {
             cr_assert_eq(alloc_slot_index(&s, off), off / ci->size, "class %u offset %zu", c, off);
+            bool exact;
+            uint32_t idx = alloc_slot_index_exact(&s, off, &exact);
+            cr_assert_eq(idx, off / ci->size);
+            cr_assert_eq(exact, off % ci->size == 0, "class %u offset %zu exactness", c, off);
+        }
     }
     cr_assert_eq(alloc_classes[ALLOC_NCLASSES - 1].size, ALLOC_SMALL_MAX);
 }

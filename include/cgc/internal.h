@@ -62,8 +62,7 @@ _Noreturn void alloc_assert_fail(const char *expr, const char *file, int line);
 #define ALLOC_ARENA_SIZE ((size_t)1 << ALLOC_ARENA_SHIFT) /* 64 MiB */
 #define ALLOC_ARENA_PAGES (ALLOC_ARENA_SIZE / ALLOC_PAGE_SIZE)
 #define ALLOC_ADDR_BITS 48
-#define ALLOC_INDEX_L2_BITS 12
-#define ALLOC_INDEX_L1_BITS (ALLOC_ADDR_BITS - ALLOC_ARENA_SHIFT - ALLOC_INDEX_L2_BITS)
+#define ALLOC_INDEX_BITS (ALLOC_ADDR_BITS - ALLOC_ARENA_SHIFT) /* 4M arenas */
 
 #define ALLOC_SMALL_MAX 32768u          /* larger requests get a whole span */
 #define ALLOC_MIN_ALIGN 16u             /* every block is 16-byte aligned (max_align_t) */
@@ -168,19 +167,17 @@ typedef struct alloc_arena {
     _Atomic(alloc_span *) pagemap[ALLOC_ARENA_PAGES]; /* page -> span */
     uint64_t released[ALLOC_ARENA_PAGES / 64];        /* [heap] bit set: page not resident */
 } alloc_arena;
-extern _Atomic(alloc_arena **) alloc_arena_index[1u << ALLOC_INDEX_L1_BITS];
+/* The arena index: one slot per possible 64 MiB arena of the 48-bit address space, flat,
+ * in BSS (32 MiB of address space; only the pages around the heap's arenas are ever
+ * touched). Flat, so a lookup is two dependent loads (index, page map) plus the span. */
+extern _Atomic(alloc_arena *) alloc_arena_index[(size_t)1 << ALLOC_INDEX_BITS];
 
 /* The span containing address p, or NULL if p is not in cgc's heap. Never dereferences p.
  * Lock-free; the result may be stale for a pointer the caller does not own. */
 static inline alloc_span *alloc_span_of(const void *p) {
     uintptr_t a = (uintptr_t)p;
     if (CGC_UNLIKELY(a >> ALLOC_ADDR_BITS)) return NULL;
-    uintptr_t arena_no = a >> ALLOC_ARENA_SHIFT;
-    alloc_arena **l2 = atomic_load_explicit(&alloc_arena_index[arena_no >> ALLOC_INDEX_L2_BITS],
-                                            memory_order_acquire);
-    if (CGC_UNLIKELY(l2 == NULL)) return NULL;
-    alloc_arena *ar = atomic_load_explicit((_Atomic(alloc_arena *) *)&l2[arena_no &
-                                               ((1u << ALLOC_INDEX_L2_BITS) - 1)],
+    alloc_arena *ar = atomic_load_explicit(&alloc_arena_index[a >> ALLOC_ARENA_SHIFT],
                                            memory_order_acquire);
     if (CGC_UNLIKELY(ar == NULL)) return NULL;
     return atomic_load_explicit(&ar->pagemap[(a >> ALLOC_PAGE_SHIFT) & (ALLOC_ARENA_PAGES - 1)],
@@ -336,6 +333,14 @@ void alloc_free_slow(void *p, alloc_span *s);
 /* ---- bit helpers ---------------------------------------------------------------------- */
 static inline uint32_t alloc_slot_index(const alloc_span *s, uintptr_t p) {
     return (uint32_t)(((uint64_t)(p - s->start) * s->divmul) >> 32);
+}
+/* Slot index of p, and whether p is exactly a slot's start: the low half of the same
+ * product is below divmul exactly when the offset is a multiple of the size (proven for
+ * every class and offset by tests/test_sizeclass.c). Saves a second multiply on free. */
+static inline uint32_t alloc_slot_index_exact(const alloc_span *s, uintptr_t p, bool *exact) {
+    uint64_t prod = (uint64_t)(p - s->start) * s->divmul;
+    *exact = (uint32_t)prod < s->divmul;
+    return (uint32_t)(prod >> 32);
 }
 static inline uint64_t alloc_bits_load(_Atomic uint64_t *w) {
     return atomic_load_explicit(w, memory_order_relaxed);
