@@ -39,6 +39,35 @@ Test(pageheap, split_then_coalesce_in_any_order, .init = setup) {
     alloc_span *d = alloc_heap_alloc(10, 1, true);
     cr_assert_eq(d->start, base);
     alloc_heap_free(d);
+    cr_assert_null(alloc_heap_check());
+}
+
+Test(pageheap, checker_holds_under_random_operations, .init = setup) {
+    enum { N = 400 };
+    alloc_span *live[N] = {0};
+    uint64_t x = 12345;
+    for (int step = 0; step < 20000; step++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int i = (int)((x >> 33) % N);
+        if (live[i]) {
+            alloc_heap_free(live[i]);
+            live[i] = NULL;
+        } else {
+            size_t pages = 1 + (x >> 50) % 200;
+            live[i] = alloc_heap_alloc(pages, (x >> 20) % 4 == 0 ? 4 : 1, true);
+            cr_assert(live[i]);
+        }
+        if (step % 1000 == 0) {
+            const char *err = alloc_heap_check();
+            cr_assert_null(err, "step %d: %s", step, err);
+        }
+    }
+    for (int i = 0; i < N; i++)
+        if (live[i]) alloc_heap_free(live[i]);
+    cr_assert_null(alloc_heap_check());
+    alloc_heap_stats st;
+    alloc_heap_get_stats(&st);
+    cr_assert_eq(st.free_bytes, st.mapped, "everything coalesced back");
 }
 
 Test(pageheap, aligned_spans, .init = setup) {

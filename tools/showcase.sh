@@ -33,7 +33,7 @@ say "sqlite3 with cgc:  CGC_STATS=1 LD_PRELOAD=$lib sqlite3 :memory:"
   echo "select 'sqlite: ' || count(*) || ' rows, sum ' || sum(v) from t;"
 } | CGC_STATS=1 LD_PRELOAD="$lib" sqlite3 :memory:
 
-say "perf/compare --quick: cgc beside the allocators people already preload (one run, ratios)"
-perf/compare --quick --build "$build"
+say "perf/compare --rounds 3 --scale 0.5: cgc beside the allocators people already preload (one run, ratios)"
+perf/compare --rounds 3 --scale 0.5 --build "$build"
 echo
 echo "Full comparison (5 interleaved rounds): make bench. Results: perf/README.md."

@@ -217,6 +217,11 @@ typedef struct alloc_heap_stats {
     uint64_t mapped, released, span_bytes, free_bytes, large_bytes, large_count, scavenged;
 } alloc_heap_stats;
 void alloc_heap_get_stats(alloc_heap_stats *out); /* takes the heap lock */
+/* Check the page heap's invariants: NULL if they hold, else what is wrong. Takes the heap
+ * lock (the _locked form: the caller holds it). Tests call it; CGC_DEBUG=2 builds call it
+ * after every page-heap operation. */
+const char *alloc_heap_check(void);
+const char *alloc_heap_check_locked(void);
 
 /* ---- central lists (alloc/central.c) -------------------------------------------------- */
 typedef struct alloc_central {
