@@ -26,6 +26,12 @@
 #include <string.h>
 
 CGC_TLS alloc_cache *alloc_tls_cache;
+CGC_TLS unsigned alloc_tls_nostop;
+CGC_TLS unsigned alloc_tls_stop_deferred;
+static void no_deferred_stop(void) { alloc_tls_stop_deferred = 0; }
+void (*alloc_deferred_stop_hook)(void) = no_deferred_stop;
+void (*alloc_gc_cache_release_hook)(alloc_cache *c);
+void (*alloc_gc_stats_hook)(cgc_stats *st);
 alloc_span alloc_empty_span = {.state = SPAN_SMALL};
 pthread_mutex_t alloc_cache_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 alloc_cache *alloc_cache_registry;   /* [registry] every cache, live or free */
@@ -49,6 +55,7 @@ static void bin_init(alloc_bin *b, unsigned cls) {
 void alloc_cache_init(alloc_cache *c) {
     for (unsigned i = 0; i < ALLOC_NCLASSES; i++) {
         bin_init(&c->bins[i], i);
+        for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) c->gc_cur[k][i] = &alloc_empty_span;
         atomic_store_explicit(&c->notify[i], 0, memory_order_relaxed);
     }
 }
@@ -309,16 +316,16 @@ void alloc_cache_key_init(void) {
 }
 
 alloc_cache *alloc_cache_create(void) {
-    pthread_mutex_lock(&alloc_cache_registry_lock);
+    alloc_lock(&alloc_cache_registry_lock);
     alloc_cache *c;
     for (c = alloc_cache_registry; c; c = c->reg_next)
         if (!c->live) break;
     if (c == NULL) {
-        pthread_mutex_lock(&alloc_heap_lock);
+        alloc_lock(&alloc_heap_lock);
         c = alloc_meta_alloc(sizeof(alloc_cache));
-        pthread_mutex_unlock(&alloc_heap_lock);
+        alloc_unlock(&alloc_heap_lock);
         if (c == NULL) {
-            pthread_mutex_unlock(&alloc_cache_registry_lock);
+            alloc_unlock(&alloc_cache_registry_lock);
             return NULL;
         }
         c->reg_next = alloc_cache_registry;
@@ -327,7 +334,7 @@ alloc_cache *alloc_cache_create(void) {
     alloc_cache_init(c);
     c->live = 1;
     alloc_threads_created++;
-    pthread_mutex_unlock(&alloc_cache_registry_lock);
+    alloc_unlock(&alloc_cache_registry_lock);
     alloc_tls_cache = c;
     /* pthread_setspecific may itself call malloc: the TLS pointer is already set. */
     if (cache_key_ready) pthread_setspecific(cache_key, c);
@@ -344,6 +351,7 @@ static void abandon_list(alloc_span_list *l) {
 
 /* Give away every span of c. The caller is c's thread, or the only thread (fork child). */
 static void cache_release_spans(alloc_cache *c) {
+    if (alloc_gc_cache_release_hook) alloc_gc_cache_release_hook(c);
     for (unsigned i = 1; i < ALLOC_NCLASSES; i++) {
         alloc_bin *b = &c->bins[i];
         flush_hot_all(c, b);
@@ -365,10 +373,10 @@ static void cache_retire_counts(alloc_cache *c) {
 
 void alloc_cache_destroy(alloc_cache *c) {
     cache_release_spans(c);
-    pthread_mutex_lock(&alloc_cache_registry_lock);
+    alloc_lock(&alloc_cache_registry_lock);
     cache_retire_counts(c);
     c->live = 0;
-    pthread_mutex_unlock(&alloc_cache_registry_lock);
+    alloc_unlock(&alloc_cache_registry_lock);
 }
 
 /* In a fork child only the forking thread exists: the other caches' threads are gone. Their

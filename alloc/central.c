@@ -25,7 +25,7 @@ alloc_span *alloc_central_adopt(unsigned c, alloc_cache *owner) {
     alloc_central *ce = &alloc_centrals[c];
     /* Peek without the lock: a stale answer only costs a new span or a wasted lock. */
     if (atomic_load_explicit(&ce->npartial, memory_order_relaxed) == 0) return NULL;
-    pthread_mutex_lock(&ce->lock);
+    alloc_lock(&ce->lock);
     alloc_span *s = ce->partial.head;
     if (s) {
         alloc_list_remove(&ce->partial, s);
@@ -35,15 +35,15 @@ alloc_span *alloc_central_adopt(unsigned c, alloc_cache *owner) {
         alloc_span_collect(s); /* frees that raced with the store above */
         s->in_full = 0;
     }
-    pthread_mutex_unlock(&ce->lock);
+    alloc_unlock(&ce->lock);
     return s;
 }
 
 bool alloc_central_claim(alloc_span *s, alloc_cache *c) {
     alloc_central *ce = &alloc_centrals[s->sizeclass];
-    pthread_mutex_lock(&ce->lock);
+    alloc_lock(&ce->lock);
     if (atomic_load_explicit(&s->owner, memory_order_relaxed) != NULL || !s->on_central) {
-        pthread_mutex_unlock(&ce->lock);
+        alloc_unlock(&ce->lock);
         return false;
     }
     alloc_list_remove(s->in_full ? &ce->full : &ce->partial, s);
@@ -52,7 +52,7 @@ bool alloc_central_claim(alloc_span *s, alloc_cache *c) {
     s->in_full = 0;
     atomic_store_explicit(&s->owner, c, memory_order_seq_cst);
     alloc_span_collect(s);
-    pthread_mutex_unlock(&ce->lock);
+    alloc_unlock(&ce->lock);
     alloc_cache_take_span(c, s);
     return true;
 }
@@ -61,12 +61,12 @@ void alloc_central_abandon(alloc_span *s) {
     alloc_central *ce = &alloc_centrals[s->sizeclass];
     /* Lock first: a freer that sees owner == NULL collects under this lock, and must find
      * the span on a list. */
-    pthread_mutex_lock(&ce->lock);
+    alloc_lock(&ce->lock);
     atomic_store_explicit(&s->owner, NULL, memory_order_seq_cst);
     atomic_store_explicit(&s->full, 0, memory_order_relaxed);
     alloc_span_collect(s);
     if (s->used == 0) {
-        pthread_mutex_unlock(&ce->lock);
+        alloc_unlock(&ce->lock);
         alloc_heap_free(s);
         return;
     }
@@ -74,15 +74,15 @@ void alloc_central_abandon(alloc_span *s) {
     s->on_central = 1;
     alloc_list_push(s->in_full ? &ce->full : &ce->partial, s);
     partial_changed(ce);
-    pthread_mutex_unlock(&ce->lock);
+    alloc_unlock(&ce->lock);
 }
 
 void alloc_central_collect(alloc_span *s) {
     alloc_central *ce = &alloc_centrals[s->sizeclass];
-    pthread_mutex_lock(&ce->lock);
+    alloc_lock(&ce->lock);
     /* Adopted meanwhile: the adopter's collect (after its owner store) saw our free. */
     if (atomic_load_explicit(&s->owner, memory_order_acquire) != NULL || !s->on_central) {
-        pthread_mutex_unlock(&ce->lock);
+        alloc_unlock(&ce->lock);
         return;
     }
     alloc_span_collect(s);
@@ -91,7 +91,7 @@ void alloc_central_collect(alloc_span *s) {
         alloc_list_remove(from, s);
         partial_changed(ce);
         s->on_central = 0;
-        pthread_mutex_unlock(&ce->lock);
+        alloc_unlock(&ce->lock);
         alloc_heap_free(s);
         return;
     }
@@ -101,5 +101,5 @@ void alloc_central_collect(alloc_span *s) {
         alloc_list_push(&ce->partial, s);
         partial_changed(ce);
     }
-    pthread_mutex_unlock(&ce->lock);
+    alloc_unlock(&ce->lock);
 }

@@ -41,7 +41,10 @@ size_t alloc_fmt(char *buf, size_t cap, const char *fmt, ...) {
 /* ---- options ----------------------------------------------------------------------------- */
 /* Every CGC_* variable this build understands. README "Options" documents each one. */
 static const char *const known_options[] = {
-    "CGC_STATS", "CGC_ON_ERROR", "CGC_DECAY_MS", "CGC_SCAVENGER", NULL,
+    "CGC_STATS", "CGC_ON_ERROR", "CGC_DECAY_MS", "CGC_SCAVENGER",
+    /* the collector's (gc/cycle.c reads them) */
+    "CGC_GC_PERCENT", "CGC_MEMORY_LIMIT", "CGC_HEAP_MAX", "CGC_TRACE", "CGC_CLOBBER",
+    "CGC_CHECKMARK", "CGC_ROOTS", "CGC_SIGNAL", "CGC_FINALIZERS", NULL,
 };
 
 static void warn_unknown(const char *name, size_t len, const char *value) {
@@ -200,6 +203,7 @@ void cgc_get_stats(cgc_stats *out) {
     st.large_count = hs.large_count;
     st.scavenged_bytes = hs.scavenged;
     st.errors = atomic_load_explicit(&error_count, memory_order_relaxed);
+    if (alloc_gc_stats_hook) alloc_gc_stats_hook(&st);
     *out = st;
 }
 

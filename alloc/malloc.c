@@ -70,9 +70,9 @@ static void *alloc_small_slow(unsigned cls) {
     if (alloc_cache_valid(c)) {
         p = cache_alloc(c, cls);
     } else { /* before a cache can exist, or after this thread's was torn down */
-        pthread_mutex_lock(&alloc_orphan_lock);
+        alloc_lock(&alloc_orphan_lock);
         p = cache_alloc(&alloc_orphan_cache, cls);
-        pthread_mutex_unlock(&alloc_orphan_lock);
+        alloc_unlock(&alloc_orphan_lock);
     }
     if (p == NULL) errno = ENOMEM;
     return p;

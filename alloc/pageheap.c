@@ -259,16 +259,16 @@ alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large) {
     if (align_pages == 0) align_pages = 1;
     size_t need = npages + align_pages - 1;
     if (need < npages || need > ((size_t)1 << (ALLOC_ADDR_BITS - ALLOC_PAGE_SHIFT))) return NULL;
-    pthread_mutex_lock(&alloc_heap_lock);
+    alloc_lock(&alloc_heap_lock);
     alloc_span *s = free_find(need);
     if (s == NULL) {
         if (!heap_grow(need)) {
-            pthread_mutex_unlock(&alloc_heap_lock);
+            alloc_unlock(&alloc_heap_lock);
             return NULL;
         }
         s = free_find(need);
         if (s == NULL) {
-            pthread_mutex_unlock(&alloc_heap_lock);
+            alloc_unlock(&alloc_heap_lock);
             return NULL;
         }
     }
@@ -285,7 +285,7 @@ alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large) {
         if (h == NULL) {
             alloc_pagemap_set(s->start, s->npages, s, true);
             free_insert(s);
-            pthread_mutex_unlock(&alloc_heap_lock);
+            alloc_unlock(&alloc_heap_lock);
             return NULL;
         }
         h->start = s->start;
@@ -315,12 +315,12 @@ alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large) {
     }
     alloc_pagemap_set(s->start, s->npages, s, false);
     debug_check();
-    pthread_mutex_unlock(&alloc_heap_lock);
+    alloc_unlock(&alloc_heap_lock);
     return s;
 }
 
 void alloc_heap_free(alloc_span *s) {
-    pthread_mutex_lock(&alloc_heap_lock);
+    alloc_lock(&alloc_heap_lock);
     uint64_t now = plat_coarse_now_ns();
     hs.span_bytes -= s->npages * ALLOC_PAGE_SIZE;
     if (alloc_span_state(s) != SPAN_SMALL) hs.large_bytes -= s->npages * ALLOC_PAGE_SIZE;
@@ -331,7 +331,7 @@ void alloc_heap_free(alloc_span *s) {
     bool inline_scavenge = !alloc_opt.scavenger &&
                            now - atomic_load_explicit(&last_inline_scavenge_ns, memory_order_relaxed) >
                                alloc_opt.decay_ns / 4;
-    pthread_mutex_unlock(&alloc_heap_lock);
+    alloc_unlock(&alloc_heap_lock);
     if (inline_scavenge) {
         atomic_store_explicit(&last_inline_scavenge_ns, now, memory_order_relaxed);
         alloc_heap_scavenge(alloc_opt.decay_ns / 2);
@@ -342,7 +342,7 @@ void alloc_heap_free(alloc_span *s) {
 
 bool alloc_heap_resize(alloc_span *s, size_t npages) {
     if (npages == 0) return false;
-    pthread_mutex_lock(&alloc_heap_lock);
+    alloc_lock(&alloc_heap_lock);
     uint64_t now = plat_coarse_now_ns();
     bool ok = false;
     if (npages < s->npages) { /* give the tail back */
@@ -391,7 +391,7 @@ bool alloc_heap_resize(alloc_span *s, size_t npages) {
         }
     }
     debug_check();
-    pthread_mutex_unlock(&alloc_heap_lock);
+    alloc_unlock(&alloc_heap_lock);
     return ok;
 }
 
@@ -406,14 +406,14 @@ static size_t scavenge_list(alloc_span_list *l, uint64_t now, uint64_t min_age_n
 }
 
 size_t alloc_heap_scavenge(uint64_t min_age_ns) {
-    pthread_mutex_lock(&alloc_heap_lock);
+    alloc_lock(&alloc_heap_lock);
     uint64_t now = plat_coarse_now_ns();
     size_t pages = scavenge_list(&large_runs, now, min_age_ns);
     for (size_t n = 1; n < NBUCKETS; n++) pages += scavenge_list(&buckets[n], now, min_age_ns);
     hs.released += pages * ALLOC_PAGE_SIZE;
     hs.scavenged += pages * ALLOC_PAGE_SIZE;
     unrel_set(min_age_ns == 0 || unrel_get() <= pages ? 0 : unrel_get() - pages);
-    pthread_mutex_unlock(&alloc_heap_lock);
+    alloc_unlock(&alloc_heap_lock);
     return pages * ALLOC_PAGE_SIZE;
 }
 
@@ -423,9 +423,9 @@ size_t cgc_release_memory(void) {
 }
 
 void alloc_heap_get_stats(alloc_heap_stats *out) {
-    pthread_mutex_lock(&alloc_heap_lock);
+    alloc_lock(&alloc_heap_lock);
     *out = hs;
-    pthread_mutex_unlock(&alloc_heap_lock);
+    alloc_unlock(&alloc_heap_lock);
 }
 
 
@@ -471,9 +471,9 @@ const char *alloc_heap_check_locked(void) {
 }
 
 const char *alloc_heap_check(void) {
-    pthread_mutex_lock(&alloc_heap_lock);
+    alloc_lock(&alloc_heap_lock);
     const char *err = alloc_heap_check_locked();
-    pthread_mutex_unlock(&alloc_heap_lock);
+    alloc_unlock(&alloc_heap_lock);
     return err;
 }
 

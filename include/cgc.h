@@ -46,8 +46,53 @@ CGC_API size_t cgc_usable_size(const void *p); /* 0 for NULL or a pointer cgc do
  * Returns the number of bytes released by this call. */
 CGC_API size_t cgc_release_memory(void);
 
+/* ---- collected heap ---------------------------------------------------------------------
+ * Memory is zeroed and never passed to free(). An object stays alive while a pointer to
+ * it (or into it) is held in a root: a registered thread's stack or registers or static
+ * TLS, a range added with cgc_add_roots, the data/bss of a loaded module (CGC_ROOTS=auto,
+ * the default), or another live collected object's pointer words.
+ * THE ROOTS RULE: memory from malloc() is not scanned. A collected pointer kept only in a
+ * malloc'd block (or in memory from mmap) is invisible to the collector: register that memory
+ * with cgc_add_roots, or keep the pointer in collected memory.
+ * Every thread that touches the collected heap must be registered (cgc_thread_register);
+ * the thread that first initialises cgc (normally the main thread) is registered for you. */
+CGC_API CGC_MALLOC_ATTR void *cgc_alloc(size_t n);      /* scanned conservatively */
+CGC_API CGC_MALLOC_ATTR void *cgc_alloc_leaf(size_t n); /* holds no pointers; never scanned */
+typedef struct cgc_type {
+    size_t size;            /* bytes of one object */
+    size_t nwords;          /* words covered by ptrmap */
+    const uint64_t *ptrmap; /* bit i set: word i holds a pointer */
+    const char *name;       /* for traces and error messages; may be NULL */
+} cgc_type;
+/* Typed objects: only the words set in the type's pointer map are scanned. The type must
+ * outlive every object of that type. */
+CGC_API CGC_MALLOC_ATTR void *cgc_alloc_typed(const cgc_type *t);
+CGC_API CGC_MALLOC_ATTR void *cgc_alloc_array(const cgc_type *elem, size_t count);
+
+/* roots and threads */
+CGC_API void cgc_add_roots(void *start, size_t len);
+CGC_API void cgc_remove_roots(void *start);
+CGC_API int cgc_thread_register(void); /* 0 on success (also if already registered) */
+CGC_API void cgc_thread_unregister(void);
+CGC_API void cgc_blocking_enter(void); /* about to block: the collector scans without a signal */
+CGC_API void cgc_blocking_leave(void);
+CGC_API void cgc_safepoint(void);
+
+/* control */
+CGC_API void cgc_collect(void);               /* full cycle; returns when it is done */
+CGC_API int cgc_set_gc_percent(int pct);      /* returns previous; < 0 disables automatic cycles */
+CGC_API size_t cgc_set_memory_limit(size_t bytes); /* returns previous; SIZE_MAX = none */
+
+/* finalizers and weak handles */
+CGC_API void cgc_set_finalizer(void *obj, void (*fn)(void *obj, void *arg), void *arg);
+CGC_API int cgc_run_finalizers(void); /* runs queued finalizers; returns how many */
+typedef struct cgc_weak cgc_weak;
+CGC_API cgc_weak *cgc_weak_new(void *obj); /* the handle is itself collected */
+CGC_API void *cgc_weak_get(const cgc_weak *w);
+
 /* ---- statistics ----------------------------------------------------------------------- */
-#define CGC_STATS_VERSION 1
+#define CGC_STATS_VERSION 2
+#define CGC_STATS_PAUSES 256
 typedef struct cgc_stats {
     uint32_t version;          /* CGC_STATS_VERSION of the library that filled it */
     uint32_t size;             /* sizeof(cgc_stats) of the library that filled it */
@@ -64,6 +109,17 @@ typedef struct cgc_stats {
     uint64_t threads;          /* thread caches created */
     uint64_t scavenged_bytes;  /* total bytes ever released by the scavenger */
     uint64_t errors;           /* double/invalid frees reported */
+    /* collected heap (version 2) */
+    uint64_t gc_cycles;        /* completed collections */
+    uint64_t gc_heap_bytes;    /* bytes in collected objects' slots (live + not yet swept) */
+    uint64_t gc_live_bytes;    /* bytes marked by the last collection */
+    uint64_t gc_goal_bytes;    /* heap size at which the next cycle starts */
+    uint64_t gc_freed_objects; /* objects reclaimed by the last collection */
+    uint64_t gc_freed_total;   /* objects reclaimed since start */
+    uint64_t gc_pause_total_ns;/* sum of all stops */
+    uint64_t gc_pause_max_ns;  /* longest stop */
+    uint64_t gc_pauses_ns[CGC_STATS_PAUSES]; /* last stops, ring: [gc_cycles % 256] is next */
+    uint64_t gc_finalizers_run;
 } cgc_stats;
 CGC_API void cgc_get_stats(cgc_stats *out);
 /* Print the statistics (one block of lines) to stderr. CGC_STATS=1 does this at exit. */

@@ -96,9 +96,15 @@ enum alloc_span_state {
     SPAN_META = 3,  /* dead: span struct on the metadata free list */
     SPAN_LARGE_FREEING = 4, /* a free() won the race to free this large block */
 };
-/* Span kinds (DESIGN §2). Only ALLOC_KIND_MALLOC exists until the collector lands; the kind
- * is part of the span class so collected objects never share a span with malloc'd ones. */
-enum alloc_span_kind { ALLOC_KIND_MALLOC = 0 };
+/* Span kinds (DESIGN §2): the kind is part of the span class, so collected objects never
+ * share a span with malloc'd ones. Kinds >= ALLOC_KIND_GC_SCAN belong to the collector. */
+enum alloc_span_kind {
+    ALLOC_KIND_MALLOC = 0,  /* explicitly freed */
+    ALLOC_KIND_GC_SCAN = 1, /* collected, scanned conservatively */
+    ALLOC_KIND_GC_TYPED = 2,/* collected, scanned by the pointer map in its header */
+    ALLOC_KIND_GC_LEAF = 3, /* collected, never scanned */
+};
+#define ALLOC_GC_KINDS 3
 
 struct alloc_cache;
 
@@ -136,10 +142,14 @@ typedef struct alloc_span {
     size_t npages;            /* [heap] */
     uint64_t freed_at_ns;                /* [heap] free span: when it was last freed */
     struct alloc_span *next, *prev;      /* list links (owner's bin, central, free runs) */
-    /* bit set: freed by a non-owner, not yet collected. Only remote frees touch it, so
-     * the owner's malloc and free never load this cache line. (The collector's mark
-     * bits will live beside it.) */
-    _Atomic uint64_t remote_bits[ALLOC_BITMAP_WORDS];
+    union {
+        /* malloc kind: bit set = freed by a non-owner, not yet collected. Only remote frees
+         * touch it, so the owner's malloc and free never load this cache line. */
+        _Atomic uint64_t remote_bits[ALLOC_BITMAP_WORDS];
+        /* collected kinds: bit set = slot allocated. Sweeping sets it to the mark bits. */
+        _Atomic uint64_t alloc_bits[ALLOC_BITMAP_WORDS];
+    };
+    _Atomic uint64_t mark_bits[ALLOC_BITMAP_WORDS]; /* collected kinds (large: bit 0) */
 } alloc_span;
 
 /* A span's state is written under the heap lock (or by the CAS that claims a large block
@@ -257,6 +267,9 @@ typedef struct alloc_cache {
     alloc_bin bins[ALLOC_NCLASSES];
     _Atomic uint32_t notify[ALLOC_NCLASSES]; /* remote frees arrived in a full span */
     _Atomic uint64_t nmalloc, nfree, nremote; /* [owner] statistics (relaxed counters) */
+    alloc_span *gc_cur[ALLOC_GC_KINDS][ALLOC_NCLASSES]; /* collected kinds: current spans
+                                      (the collector takes them back at each cycle) */
+    uint64_t gc_alloc_local;                 /* [owner] bytes not yet added to the pacer */
     struct alloc_cache *reg_next;            /* registry: every cache ever created */
     uint8_t live;                            /* [registry lock] owned by a running thread */
 } alloc_cache;
@@ -268,7 +281,6 @@ extern alloc_cache *alloc_cache_registry;
 extern alloc_cache alloc_orphan_cache;       /* for threads without a cache; under its lock */
 extern pthread_mutex_t alloc_orphan_lock;
 
-void alloc_cache_init(alloc_cache *c);
 /* Create the pthread key whose destructor tears a thread's cache down (init step 2). */
 void alloc_cache_key_init(void);
 /* Slow path of small allocation: refill c->bins[cls].cur and allocate. NULL on ENOMEM. */
@@ -290,6 +302,8 @@ static inline bool alloc_span_has_room(const alloc_span *s) {
 /* Prepare a fresh small span (its free list is built lazily, a page at a time, so a span's
  * untouched tail costs no resident memory). */
 void alloc_span_init_small(alloc_span *s, unsigned cls, unsigned kind);
+/* Hook: the collector's allocator asks for spans of collected kinds through this. */
+void alloc_cache_init(alloc_cache *c);
 /* Local free of a slot that the caller's cache owns: slow part (span left full list or
  * became empty). */
 void alloc_cache_free_slow(alloc_cache *c, alloc_span *s);
@@ -334,6 +348,32 @@ void *alloc_malloc_slow(size_t n, bool zero);
 void *alloc_large(size_t n, size_t align, bool zero);
 void *alloc_aligned(size_t align, size_t n);
 void alloc_free_slow(void *p, alloc_span *s);
+
+/* ---- locks and the collector's stop requests -----------------------------------------------
+ * A thread the collector wants stopped must not be stopped while it holds an allocator lock
+ * or is half-way through a collected allocation: the collector may need that lock or that
+ * cache while the world is stopped. alloc_tls_nostop counts such regions; the stop signal
+ * handler defers while it is non-zero, and leaving the outermost region calls the hook the
+ * collector registered (DESIGN §1: the allocator calls the collector only through hooks). */
+extern CGC_TLS unsigned alloc_tls_nostop;
+extern CGC_TLS unsigned alloc_tls_stop_deferred;
+extern void (*alloc_deferred_stop_hook)(void);
+/* Set by the collector: give a recycled cache's collected spans back (thread exit). */
+extern void (*alloc_gc_cache_release_hook)(struct alloc_cache *c);
+/* Set by the collector: fill the collected-heap part of cgc_stats. */
+extern void (*alloc_gc_stats_hook)(cgc_stats *st);
+static inline void alloc_nostop_enter(void) { alloc_tls_nostop++; }
+static inline void alloc_nostop_leave(void) {
+    if (--alloc_tls_nostop == 0 && CGC_UNLIKELY(alloc_tls_stop_deferred)) alloc_deferred_stop_hook();
+}
+static inline void alloc_lock(pthread_mutex_t *m) {
+    alloc_nostop_enter();
+    pthread_mutex_lock(m);
+}
+static inline void alloc_unlock(pthread_mutex_t *m) {
+    pthread_mutex_unlock(m);
+    alloc_nostop_leave();
+}
 
 /* ---- bit helpers ---------------------------------------------------------------------- */
 static inline uint32_t alloc_slot_index(const alloc_span *s, uintptr_t p) {

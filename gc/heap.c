@@ -1,0 +1,399 @@
+/* gc/heap.c — collected allocation and sweeping (Go's mcache/mcentral for the collected
+ * kinds, and mgcsweep.go).
+ *
+ * Collected spans use the allocator's spans, page heap and size classes, with their own
+ * span kinds (scan / typed / leaf) so they never mix with malloc'd blocks. Their allocation
+ * state is a bitmap (alloc_bits), not a free list: allocation takes the next zero bit from
+ * the span's free index (count-trailing-zeros), and *sweeping a span turns its mark bits into
+ * its allocation state* — one word operation per 64 slots. That is what lets the
+ * conservative scanner ask "is this slot allocated?" in O(1) (DESIGN §3.4).
+ *
+ * Span lists, per kind and class, each under its gc_central lock:
+ *   unswept  — marked by the last cycle, not yet swept (all spans after mark termination)
+ *   partial  — swept, with free slots
+ *   full     — swept, no free slot
+ * A thread's cache owns one current span per kind and class (alloc_cache.gc_cur); at mark
+ * termination the collector takes them all back (the world is stopped, and no thread is
+ * stopped inside a collected allocation: alloc_tls_nostop). A cache that needs a span takes
+ * a partial one, else sweeps unswept ones itself (lazy sweeping), else asks the page heap;
+ * a background sweeper thread sweeps the rest, and the next cycle finishes whatever is left
+ * before it marks (sweep termination). Large collected objects (> 32 KiB) are single spans
+ * on their own lists.
+ */
+#include "cgc/gc.h"
+
+#include <errno.h>
+#include <string.h>
+
+typedef struct gc_central {
+    pthread_mutex_t lock;
+    alloc_span_list unswept, partial, full;
+} gc_central;
+
+static gc_central centrals[ALLOC_GC_KINDS][ALLOC_NCLASSES] = {
+    [0 ... ALLOC_GC_KINDS - 1] = {[0 ... ALLOC_NCLASSES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}},
+};
+static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+static alloc_span_list large_live, large_unswept; /* [large_lock] */
+
+_Atomic uint64_t gc_heap_bytes;
+_Atomic uint64_t gc_freed_objects_last, gc_freed_bytes_last, gc_freed_total;
+static _Atomic int sweeps_active; /* spans taken off an unswept list, not yet swept */
+
+#define CLOBBER_WORD 0xdeadbeefdeadbeefull
+
+static void list_splice(alloc_span_list *to, alloc_span_list *from) {
+    if (from->head == NULL) return;
+    if (to->tail) {
+        to->tail->next = from->head;
+        from->head->prev = to->tail;
+    } else {
+        to->head = from->head;
+    }
+    to->tail = from->tail;
+    to->count += from->count;
+    from->head = from->tail = NULL;
+    from->count = 0;
+}
+
+static alloc_span *list_pop(alloc_span_list *l) {
+    alloc_span *s = l->head;
+    if (s) alloc_list_remove(l, s);
+    return s;
+}
+
+/* ---- sweeping ------------------------------------------------------------------------------ */
+
+static void clobber(uintptr_t p, size_t n) {
+    for (size_t i = 0; i + 8 <= n; i += 8) *(uint64_t *)(p + i) = CLOBBER_WORD;
+}
+
+/* Sweep a small collected span the caller took off a list: unmarked allocated slots become
+ * free, marks are cleared. Returns the number of live objects. */
+static uint32_t sweep_small(alloc_span *s) {
+    uint32_t live = 0;
+    uint64_t freed = 0;
+    unsigned words = (s->nelems + 63) / 64;
+    for (unsigned w = 0; w < words; w++) {
+        uint64_t a = atomic_load_explicit(&s->alloc_bits[w], memory_order_relaxed);
+        uint64_t m = atomic_load_explicit(&s->mark_bits[w], memory_order_relaxed);
+        uint64_t dead = a & ~m;
+        if (dead && gc_opt.clobber) {
+            for (uint64_t d = dead; d; d &= d - 1) {
+                size_t idx = w * 64 + (size_t)__builtin_ctzll(d);
+                clobber(s->start + idx * s->elem_size, s->elem_size);
+            }
+        }
+        freed += (uint64_t)__builtin_popcountll(dead);
+        live += (uint32_t)__builtin_popcountll(m);
+        atomic_store_explicit(&s->alloc_bits[w], m, memory_order_relaxed);
+        atomic_store_explicit(&s->mark_bits[w], 0, memory_order_relaxed);
+    }
+    s->used = live;
+    atomic_store_explicit(&s->bump, 0, memory_order_relaxed); /* free index */
+    if (freed) {
+        atomic_fetch_add_explicit(&gc_freed_objects_last, freed, memory_order_relaxed);
+        atomic_fetch_add_explicit(&gc_freed_bytes_last, freed * s->elem_size, memory_order_relaxed);
+    }
+    return live;
+}
+
+/* File a swept span: empty ones go back to the page heap. */
+static void file_swept(alloc_span *s, uint32_t live) {
+    if (live == 0) {
+        alloc_heap_free(s);
+        return;
+    }
+    gc_central *ce = &centrals[s->kind - 1][s->sizeclass];
+    alloc_lock(&ce->lock);
+    alloc_list_append(live < s->nelems ? &ce->partial : &ce->full, s);
+    alloc_unlock(&ce->lock);
+}
+
+static bool sweep_large_one(void) {
+    alloc_lock(&large_lock);
+    alloc_span *s = list_pop(&large_unswept);
+    if (s) atomic_fetch_add_explicit(&sweeps_active, 1, memory_order_acq_rel);
+    alloc_unlock(&large_lock);
+    if (s == NULL) return false;
+    if (atomic_load_explicit(&s->mark_bits[0], memory_order_relaxed) & 1) {
+        atomic_store_explicit(&s->mark_bits[0], 0, memory_order_relaxed);
+        alloc_lock(&large_lock);
+        alloc_list_append(&large_live, s);
+        alloc_unlock(&large_lock);
+    } else {
+        size_t bytes = s->npages * ALLOC_PAGE_SIZE;
+        if (gc_opt.clobber) clobber(s->start, bytes);
+        atomic_fetch_add_explicit(&gc_freed_objects_last, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&gc_freed_bytes_last, bytes, memory_order_relaxed);
+        alloc_heap_free(s);
+    }
+    atomic_fetch_sub_explicit(&sweeps_active, 1, memory_order_acq_rel);
+    return true;
+}
+
+/* Sweep one unswept span of (kind, class), or return false if there is none. */
+static bool sweep_one(unsigned k, unsigned cls) {
+    gc_central *ce = &centrals[k][cls];
+    if (ce->unswept.head == NULL) return false; /* racy peek; the lock decides */
+    alloc_lock(&ce->lock);
+    alloc_span *s = list_pop(&ce->unswept);
+    if (s) atomic_fetch_add_explicit(&sweeps_active, 1, memory_order_acq_rel);
+    alloc_unlock(&ce->lock);
+    if (s == NULL) return false;
+    file_swept(s, sweep_small(s));
+    atomic_fetch_sub_explicit(&sweeps_active, 1, memory_order_acq_rel);
+    return true;
+}
+
+void gc_finish_sweep(void) {
+    for (unsigned k = 0; k < ALLOC_GC_KINDS; k++)
+        for (unsigned c = 1; c < ALLOC_NCLASSES; c++)
+            while (sweep_one(k, c)) {
+            }
+    while (sweep_large_one()) {
+    }
+    /* Spans another thread took off a list are being swept right now: wait for them. */
+    while (atomic_load_explicit(&sweeps_active, memory_order_acquire) != 0) sched_yield();
+}
+
+void gc_prepare_sweep(void) {
+    atomic_store_explicit(&gc_freed_objects_last, 0, memory_order_relaxed);
+    atomic_store_explicit(&gc_freed_bytes_last, 0, memory_order_relaxed);
+    /* Every cache gives its current spans back (their threads are stopped outside any
+     * collected allocation, or are not registered and never allocate collected memory). */
+    alloc_lock(&alloc_cache_registry_lock);
+    for (alloc_cache *c = alloc_cache_registry; c; c = c->reg_next) {
+        for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
+            for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++) {
+                alloc_span *s = c->gc_cur[k][cls];
+                if (s == &alloc_empty_span) continue;
+                c->gc_cur[k][cls] = &alloc_empty_span;
+                gc_central *ce = &centrals[k][cls];
+                alloc_lock(&ce->lock);
+                alloc_list_append(&ce->unswept, s);
+                alloc_unlock(&ce->lock);
+            }
+        }
+    }
+    alloc_unlock(&alloc_cache_registry_lock);
+    for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
+        for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++) {
+            gc_central *ce = &centrals[k][cls];
+            alloc_lock(&ce->lock);
+            list_splice(&ce->unswept, &ce->partial);
+            list_splice(&ce->unswept, &ce->full);
+            alloc_unlock(&ce->lock);
+        }
+    }
+    alloc_lock(&large_lock);
+    list_splice(&large_unswept, &large_live);
+    alloc_unlock(&large_lock);
+}
+
+/* Called by alloc/cache.c when a cache is recycled (thread exit): its current collected
+ * spans go back to the partial lists (they were swept when the cache took them). */
+static void release_cache_spans(alloc_cache *c) {
+    for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
+        for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++) {
+            alloc_span *s = c->gc_cur[k][cls];
+            if (s == &alloc_empty_span) continue;
+            c->gc_cur[k][cls] = &alloc_empty_span;
+            gc_central *ce = &centrals[k][cls];
+            alloc_lock(&ce->lock);
+            alloc_list_append(&ce->partial, s);
+            alloc_unlock(&ce->lock);
+        }
+    }
+}
+
+void gc_for_each_span(void (*fn)(alloc_span *s, void *arg), void *arg) {
+    for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
+        for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++) {
+            gc_central *ce = &centrals[k][cls];
+            alloc_lock(&ce->lock);
+            for (alloc_span *s = ce->unswept.head; s; s = s->next) fn(s, arg);
+            for (alloc_span *s = ce->partial.head; s; s = s->next) fn(s, arg);
+            for (alloc_span *s = ce->full.head; s; s = s->next) fn(s, arg);
+            alloc_unlock(&ce->lock);
+        }
+    }
+    alloc_lock(&alloc_cache_registry_lock);
+    for (alloc_cache *c = alloc_cache_registry; c; c = c->reg_next)
+        for (unsigned k = 0; k < ALLOC_GC_KINDS; k++)
+            for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++)
+                if (c->gc_cur[k][cls] != &alloc_empty_span) fn(c->gc_cur[k][cls], arg);
+    alloc_unlock(&alloc_cache_registry_lock);
+    alloc_lock(&large_lock);
+    for (alloc_span *s = large_live.head; s; s = s->next) fn(s, arg);
+    for (alloc_span *s = large_unswept.head; s; s = s->next) fn(s, arg);
+    alloc_unlock(&large_lock);
+}
+
+/* ---- allocation ---------------------------------------------------------------------------- */
+
+/* Next free slot of s from its free index, marked allocated; or UINT32_MAX. [owner] */
+static inline uint32_t take_slot(alloc_span *s) {
+    uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
+    while (fi < s->nelems) {
+        unsigned w = fi >> 6;
+        uint64_t a = atomic_load_explicit(&s->alloc_bits[w], memory_order_relaxed);
+        uint64_t freebits = ~a & (~(uint64_t)0 << (fi & 63));
+        if (freebits) {
+            uint32_t idx = (w << 6) + (uint32_t)__builtin_ctzll(freebits);
+            if (idx >= s->nelems) break;
+            atomic_store_explicit(&s->alloc_bits[w], a | ((uint64_t)1 << (idx & 63)),
+                                  memory_order_relaxed);
+            atomic_store_explicit(&s->bump, idx + 1, memory_order_relaxed);
+            return idx;
+        }
+        fi = (w + 1) << 6;
+    }
+    atomic_store_explicit(&s->bump, s->nelems, memory_order_relaxed);
+    return UINT32_MAX;
+}
+
+static alloc_span *new_span(unsigned kind, unsigned cls) {
+    const alloc_class_info *ci = &alloc_classes[cls];
+    alloc_span *s = alloc_heap_alloc(ci->npages, 1, false);
+    if (s == NULL) return NULL;
+    s->sizeclass = (uint8_t)cls;
+    s->kind = (uint8_t)kind;
+    s->elem_size = ci->size;
+    s->divmul = ci->divmul;
+    s->nelems = ci->nelems;
+    s->used = 0;
+    s->free = NULL;
+    atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
+    for (unsigned w = 0; w < ALLOC_BITMAP_WORDS; w++) {
+        atomic_store_explicit(&s->alloc_bits[w], 0, memory_order_relaxed);
+        atomic_store_explicit(&s->mark_bits[w], 0, memory_order_relaxed);
+    }
+    return s;
+}
+
+/* The current span of (kind, class) is full: file it, get one with room. [nostop] */
+static alloc_span *refill(alloc_cache *c, unsigned kind, unsigned cls) {
+    unsigned k = kind - 1;
+    gc_central *ce = &centrals[k][cls];
+    alloc_span *old = c->gc_cur[k][cls];
+    c->gc_cur[k][cls] = &alloc_empty_span;
+    if (old != &alloc_empty_span) {
+        alloc_lock(&ce->lock);
+        alloc_list_append(&ce->full, old);
+        alloc_unlock(&ce->lock);
+    }
+    for (;;) {
+        alloc_lock(&ce->lock);
+        alloc_span *s = list_pop(&ce->partial);
+        if (s == NULL) {
+            s = list_pop(&ce->unswept);
+            if (s) atomic_fetch_add_explicit(&sweeps_active, 1, memory_order_acq_rel);
+            alloc_unlock(&ce->lock);
+            if (s == NULL) break;
+            uint32_t live = sweep_small(s); /* lazy sweeping: the allocator pays */
+            atomic_fetch_sub_explicit(&sweeps_active, 1, memory_order_acq_rel);
+            if (live == s->nelems || live == 0) {
+                file_swept(s, live);
+                continue;
+            }
+        } else {
+            alloc_unlock(&ce->lock);
+        }
+        atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
+        c->gc_cur[k][cls] = s;
+        return s;
+    }
+    alloc_span *s = new_span(kind, cls);
+    if (s) c->gc_cur[k][cls] = s;
+    return s;
+}
+
+static void *alloc_large_gc(size_t n, unsigned kind) {
+    size_t npages = (n + ALLOC_PAGE_SIZE - 1) >> ALLOC_PAGE_SHIFT;
+    alloc_span *s = alloc_heap_alloc(npages, 1, true);
+    if (s == NULL) return NULL;
+    s->kind = (uint8_t)kind;
+    s->elem_size = 0;
+    atomic_store_explicit(&s->mark_bits[0], 0, memory_order_relaxed);
+    if (!s->zeroed) memset((void *)s->start, 0, npages * ALLOC_PAGE_SIZE);
+    alloc_lock(&large_lock);
+    alloc_list_append(&large_live, s);
+    alloc_unlock(&large_lock);
+    return (void *)s->start;
+}
+
+void *gc_alloc_kind(size_t n, unsigned kind) {
+    gc_ensure_init();
+    gc_require_self("allocated from the collected heap");
+    if (n == 0) n = 1;
+    if (n > ((size_t)1 << ALLOC_ADDR_BITS)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (CGC_UNLIKELY(gc_opt.heap_max != UINT64_MAX) && gc_over_hard_cap(n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    alloc_cache *c = alloc_tls_cache;
+    if (!alloc_cache_valid(c)) c = alloc_cache_create();
+    if (!alloc_cache_valid(c)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p;
+    size_t bytes;
+    alloc_nostop_enter(); /* the collector never sees this cache half-updated */
+    if (n <= ALLOC_SMALL_MAX) {
+        unsigned cls = alloc_size_class(n);
+        alloc_span *s = c->gc_cur[kind - 1][cls];
+        uint32_t idx = take_slot(s);
+        if (idx == UINT32_MAX) {
+            s = refill(c, kind, cls);
+            idx = s ? take_slot(s) : UINT32_MAX;
+        }
+        bytes = alloc_classes[cls].size;
+        p = idx == UINT32_MAX ? NULL : (void *)(s->start + (size_t)idx * s->elem_size);
+        if (p) memset(p, 0, bytes);
+    } else {
+        p = alloc_large_gc(n, kind);
+        bytes = (n + ALLOC_PAGE_SIZE - 1) & ~(ALLOC_PAGE_SIZE - 1);
+    }
+    alloc_nostop_leave();
+    if (p == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    c->gc_alloc_local += bytes;
+    if (c->gc_alloc_local >= (64u << 10) || n > ALLOC_SMALL_MAX) {
+        uint64_t b = c->gc_alloc_local;
+        c->gc_alloc_local = 0;
+        gc_account(b); /* may run a collection: p is on our stack, so it survives */
+    }
+    return p;
+}
+
+void gc_heap_init(void) { alloc_gc_cache_release_hook = release_cache_spans; }
+
+/* ---- checks -------------------------------------------------------------------------------- */
+static void check_span(alloc_span *s, void *arg) {
+    const char **err = arg;
+    if (*err) return;
+    if (alloc_span_state(s) == SPAN_LARGE) return;
+    unsigned words = (s->nelems + 63) / 64;
+    for (unsigned w = 0; w < words; w++) {
+        uint64_t a = atomic_load_explicit(&s->alloc_bits[w], memory_order_relaxed);
+        uint64_t m = atomic_load_explicit(&s->mark_bits[w], memory_order_relaxed);
+        if (m & ~a) *err = "a marked object is not allocated (marked while free)";
+    }
+    if (s->nelems && (s->nelems % 64) && (atomic_load_explicit(&s->alloc_bits[words - 1],
+                                                               memory_order_relaxed) >>
+                                          (s->nelems % 64)))
+        *err = "an allocation bit is set past the span's last slot";
+}
+
+const char *gc_heap_check(void) {
+    const char *err = NULL;
+    gc_for_each_span(check_span, &err);
+    return err;
+}

@@ -1,0 +1,160 @@
+/* gc/roots.c — where marking starts: registered root ranges, the data and bss of every
+ * loaded module (CGC_ROOTS=auto), each registered thread's stack, registers and static TLS.
+ *
+ * Modules are enumerated with dl_iterate_phdr at every cycle, so dlopen/dlclose are always
+ * reflected. The cycle runs *inside* a dl_iterate_phdr callback (gc/cycle.c): the loader
+ * lock is held for the whole stop, so no thread can be stopped half-way through dlopen while
+ * the collector needs the module list (the deadlock DESIGN §3.3 warns about for unw_step).
+ *
+ * Root ranges are kept in metadata memory (never in the collected heap: they would keep
+ * themselves alive). Registered roots are written by mutators under gc_roots_lock, which is
+ * a no-stop lock (alloc_lock): a thread is never stopped holding it.
+ */
+#include "cgc/gc.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <string.h>
+
+typedef struct range {
+    uintptr_t lo, hi;
+} range;
+
+static pthread_mutex_t roots_lock = PTHREAD_MUTEX_INITIALIZER;
+static range *roots;            /* [roots_lock] cgc_add_roots ranges */
+static size_t nroots, cap_roots;
+static range excluded[8];       /* never scanned: the allocator's own big tables */
+static size_t nexcluded;
+uint64_t gc_roots_bytes_last;
+
+static bool grow(range **arr, size_t *cap) {
+    size_t ncap = *cap ? *cap * 2 : 64;
+    range *n = plat_map(ncap * sizeof(range));
+    if (n == NULL) return false;
+    if (*arr) {
+        memcpy(n, *arr, *cap * sizeof(range));
+        plat_unmap(*arr, *cap * sizeof(range));
+    }
+    *arr = n;
+    *cap = ncap;
+    return true;
+}
+
+void cgc_add_roots(void *start, size_t len) {
+    gc_ensure_init();
+    uintptr_t lo = (uintptr_t)start;
+    if (len == 0 || lo + len < lo) return;
+    alloc_lock(&roots_lock);
+    for (size_t i = 0; i < nroots; i++) {
+        if (roots[i].lo == lo) { /* re-registering a range replaces it */
+            roots[i].hi = lo + len;
+            alloc_unlock(&roots_lock);
+            return;
+        }
+    }
+    if (nroots == cap_roots && !grow(&roots, &cap_roots)) {
+        alloc_unlock(&roots_lock);
+        plat_write_stderr("cgc: fatal: out of memory registering a root range\n", 51);
+        plat_abort();
+    }
+    roots[nroots++] = (range){lo, lo + len};
+    alloc_unlock(&roots_lock);
+}
+
+void cgc_remove_roots(void *start) {
+    gc_ensure_init();
+    alloc_lock(&roots_lock);
+    for (size_t i = 0; i < nroots; i++) {
+        if (roots[i].lo == (uintptr_t)start) {
+            roots[i] = roots[--nroots];
+            break;
+        }
+    }
+    alloc_unlock(&roots_lock);
+}
+
+void gc_roots_exclude(uintptr_t lo, uintptr_t hi) {
+    if (nexcluded < sizeof excluded / sizeof *excluded) excluded[nexcluded++] = (range){lo, hi};
+}
+
+/* Scan [lo, hi) minus the excluded ranges. */
+static void mark_minus_excluded(uintptr_t lo, uintptr_t hi, size_t from) {
+    for (size_t i = from; i < nexcluded; i++) {
+        range x = excluded[i];
+        if (x.hi <= lo || x.lo >= hi) continue;
+        if (x.lo > lo) mark_minus_excluded(lo, x.lo, i + 1);
+        if (x.hi < hi) mark_minus_excluded(x.hi, hi, i + 1);
+        return;
+    }
+    gc_roots_bytes_last += hi - lo;
+    gc_mark_range(lo, hi);
+}
+
+static int module_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    (void)arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        mark_minus_excluded(lo & ~(uintptr_t)7, lo + ph->p_memsz, 0);
+    }
+    return 0;
+}
+
+/* ---- static TLS ------------------------------------------------------------------------------ */
+static size_t tls_static_size;
+
+void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi) {
+    /* x86-64 (TLS variant II): static TLS blocks sit just below the thread pointer, which
+     * glibc's pthread_self() returns. The static size comes from the loader. */
+    uintptr_t tp = (uintptr_t)pthread_self();
+    if (tls_static_size == 0) {
+        void (*get)(size_t *, size_t *) =
+            (void (*)(size_t *, size_t *))dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info");
+        size_t sz = 0, align = 0;
+        if (get) get(&sz, &align);
+        tls_static_size = sz ? sz : 4096;
+    }
+    *lo = tp - tls_static_size;
+    *hi = tp;
+}
+
+/* ---- threads' stacks and registers ----------------------------------------------------------- */
+static void scan_thread(gc_thread *t, uintptr_t sp) {
+    /* Below the saved stack pointer lies the x86-64 red zone: a leaf function may keep
+     * live values there when the signal hit. */
+    uintptr_t lo = sp > t->stack_lo + 128 ? sp - 128 : t->stack_lo;
+    gc_mark_range(lo, t->stack_hi);
+    if (t->regs_from_jb) gc_mark_range((uintptr_t)&t->jb, (uintptr_t)&t->jb + sizeof t->jb);
+    else
+        gc_mark_range((uintptr_t)&t->regs.uc_mcontext.gregs,
+                      (uintptr_t)&t->regs.uc_mcontext.gregs + sizeof t->regs.uc_mcontext.gregs);
+    gc_mark_range(t->tls_lo, t->tls_hi);
+}
+
+__attribute__((noinline)) static void scan_self(gc_thread *t) {
+    jmp_buf jb; /* spills the callee-saved registers onto this stack */
+    setjmp(jb);
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    gc_mark_range(sp, t->stack_hi);
+    gc_mark_range((uintptr_t)&jb, (uintptr_t)&jb + sizeof jb);
+    gc_mark_range(t->tls_lo, t->tls_hi);
+}
+
+void gc_scan_roots(void) {
+    gc_roots_bytes_last = 0;
+    if (gc_opt.roots_auto) dl_iterate_phdr(module_cb, NULL); /* recursive loader lock */
+    for (size_t i = 0; i < nroots; i++) {
+        gc_roots_bytes_last += roots[i].hi - roots[i].lo;
+        gc_mark_range(roots[i].lo, roots[i].hi);
+    }
+    for (gc_thread *t = gc_threads; t; t = t->next) {
+        if (t == gc_self) scan_self(t);
+        else scan_thread(t, atomic_load_explicit(&t->sp, memory_order_acquire));
+    }
+}
+
+/* The cycle holds roots_lock across the stop, so registration cannot race with marking. */
+void gc_roots_lock(void) { alloc_lock(&roots_lock); }
+void gc_roots_unlock(void) { alloc_unlock(&roots_lock); }

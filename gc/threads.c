@@ -1,0 +1,240 @@
+/* gc/threads.c — the thread registry and stopping the world (DESIGN §3.3).
+ *
+ * Protocol. The collector (holding gc_lock and gc_threads_lock) makes gc_epoch odd, then for
+ * each registered thread but itself: sets stop_requested; a thread parked in a blocking region
+ * is held by a CAS BLOCKING -> BLOCKING_HELD (no signal); any other gets the stop signal
+ * (CGC_SIGNAL, SIGPWR by default) through pthread_kill — only registered threads are ever
+ * signalled. The handler saves errno and the interrupted registers (the ucontext; never
+ * unw_step, which can deadlock on the loader lock), publishes its stack pointer, posts the
+ * acknowledgement semaphore and waits on a futex until gc_epoch changes. A signal the
+ * collector did not send (stop_requested clear) is ignored. A thread inside an allocator
+ * lock or a collected allocation (alloc_tls_nostop) defers: it parks itself when it leaves
+ * that region (alloc_deferred_stop_hook), so the collector never finds a cache half-updated
+ * or a lock held by a stopped thread. Only async-signal-safe calls in the handler: sem_post,
+ * futex, memcpy.
+ *
+ * A thread that exits without cgc_thread_unregister is unregistered by a pthread key
+ * destructor, so its stack is never scanned after it is gone.
+ */
+#include "cgc/gc.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <semaphore.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+CGC_TLS gc_thread *gc_self;
+pthread_mutex_t gc_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+gc_thread *gc_threads;
+static gc_thread *free_threads; /* [gc_threads_lock] recycled structs */
+static _Atomic uint32_t gc_epoch; /* odd while the world is stopped */
+static sem_t ack_sem;
+static pthread_key_t thread_key;
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+static void futex_wake_all(_Atomic uint32_t *addr) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+/* Park the calling thread until the world restarts. uc: the interrupted context (signal),
+ * or NULL (deferred stop, safepoint): then the registers are spilled with setjmp here. */
+static void park(gc_thread *t, ucontext_t *uc) {
+    uint32_t e = atomic_load_explicit(&gc_epoch, memory_order_acquire);
+    if (!(e & 1)) return; /* the world was restarted already */
+    if (uc) {
+        memcpy(&t->regs.uc_mcontext.gregs, &uc->uc_mcontext.gregs, sizeof uc->uc_mcontext.gregs);
+        t->regs_from_jb = 0;
+        atomic_store_explicit(&t->sp, (uintptr_t)uc->uc_mcontext.gregs[REG_RSP], memory_order_release);
+    } else {
+        setjmp(t->jb);
+        t->regs_from_jb = 1;
+        atomic_store_explicit(&t->sp, (uintptr_t)__builtin_frame_address(0), memory_order_release);
+    }
+    atomic_store_explicit(&t->stopped, 1, memory_order_release);
+    sem_post(&ack_sem);
+    while (atomic_load_explicit(&gc_epoch, memory_order_acquire) == e) futex_wait(&gc_epoch, e);
+    atomic_store_explicit(&t->stopped, 0, memory_order_release);
+}
+
+static void stop_handler(int sig, siginfo_t *si, void *ucv) {
+    (void)sig;
+    (void)si;
+    int saved = errno;
+    gc_thread *t = gc_self;
+    if (t && atomic_load_explicit(&t->stop_requested, memory_order_acquire) &&
+        !atomic_load_explicit(&t->stopped, memory_order_acquire)) {
+        if (alloc_tls_nostop > 0) alloc_tls_stop_deferred = 1; /* park on leaving the region */
+        else park(t, ucv);
+    }
+    errno = saved;
+}
+
+static void deferred_stop(void) {
+    alloc_tls_stop_deferred = 0;
+    gc_thread *t = gc_self;
+    if (t && atomic_load_explicit(&t->stop_requested, memory_order_acquire) &&
+        !atomic_load_explicit(&t->stopped, memory_order_acquire))
+        park(t, NULL);
+}
+
+void cgc_safepoint(void) {
+    gc_thread *t = gc_self;
+    if (t && alloc_tls_nostop == 0 && atomic_load_explicit(&t->stop_requested, memory_order_acquire) &&
+        !atomic_load_explicit(&t->stopped, memory_order_acquire))
+        park(t, NULL);
+}
+
+/* ---- registry ---------------------------------------------------------------------------- */
+static void fill_bounds(gc_thread *t) {
+    pthread_attr_t attr;
+    void *addr = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &addr, &size);
+        pthread_attr_destroy(&attr);
+    }
+    t->stack_lo = (uintptr_t)addr;
+    t->stack_hi = (uintptr_t)addr + size;
+    gc_tls_bounds(&t->tls_lo, &t->tls_hi);
+}
+
+static void thread_exit(void *arg) {
+    (void)arg;
+    if (gc_self) cgc_thread_unregister();
+}
+
+int cgc_thread_register(void) {
+    gc_ensure_init();
+    if (gc_self) return 0;
+    gc_thread *t;
+    pthread_mutex_lock(&gc_threads_lock);
+    t = free_threads;
+    if (t) free_threads = t->next;
+    pthread_mutex_unlock(&gc_threads_lock);
+    if (t == NULL) {
+        alloc_lock(&alloc_heap_lock);
+        t = alloc_meta_alloc(sizeof(gc_thread));
+        alloc_unlock(&alloc_heap_lock);
+        if (t == NULL) return ENOMEM;
+    }
+    memset(t, 0, sizeof *t);
+    t->self = pthread_self();
+    t->tid = (pid_t)syscall(SYS_gettid);
+    fill_bounds(t); /* may call malloc (main thread: reads /proc/self/maps) */
+    pthread_mutex_lock(&gc_threads_lock);
+    t->next = gc_threads;
+    gc_threads = t;
+    gc_self = t;
+    pthread_mutex_unlock(&gc_threads_lock);
+    pthread_setspecific(thread_key, t);
+    return 0;
+}
+
+void cgc_thread_unregister(void) {
+    gc_thread *t = gc_self;
+    if (t == NULL) return;
+    /* Our cache's collected spans stay with the cache; the collector takes them back at the
+     * next cycle whether or not we are registered. */
+    pthread_mutex_lock(&gc_threads_lock); /* waits out a cycle in progress */
+    for (gc_thread **pp = &gc_threads; *pp; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    }
+    gc_self = NULL;
+    t->next = free_threads;
+    free_threads = t;
+    pthread_mutex_unlock(&gc_threads_lock);
+    pthread_setspecific(thread_key, NULL);
+}
+
+gc_thread *gc_require_self(const char *what) {
+    gc_thread *t = gc_self;
+    if (CGC_LIKELY(t != NULL)) return t;
+    char buf[256];
+    size_t n = alloc_fmt(buf, sizeof buf,
+        "cgc: fatal: thread %d %s without cgc_thread_register() (its stack would not be "
+        "scanned, so its objects could be freed under it)\n", (int)syscall(SYS_gettid), what);
+    plat_write_stderr(buf, n);
+    plat_abort();
+}
+
+void cgc_blocking_enter(void) {
+    gc_thread *t = gc_self;
+    if (t == NULL) return;
+    setjmp(t->jb);
+    t->regs_from_jb = 1;
+    atomic_store_explicit(&t->sp, (uintptr_t)__builtin_frame_address(0), memory_order_release);
+    atomic_store_explicit(&t->state, GC_BLOCKING, memory_order_release);
+}
+
+void cgc_blocking_leave(void) {
+    gc_thread *t = gc_self;
+    if (t == NULL) return;
+    for (;;) {
+        int expect = GC_BLOCKING;
+        if (atomic_compare_exchange_strong_explicit(&t->state, &expect, GC_RUNNING,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            break;
+        /* Held by a stopped world: wait for the restart. */
+        uint32_t e = atomic_load_explicit(&gc_epoch, memory_order_acquire);
+        if (e & 1) futex_wait(&gc_epoch, e);
+    }
+}
+
+/* ---- stopping the world -------------------------------------------------------------------- */
+uint64_t gc_stop_world(void) {
+    uint64_t t0 = plat_now_ns();
+    atomic_fetch_add_explicit(&gc_epoch, 1, memory_order_acq_rel); /* odd: stopping */
+    unsigned waiting = 0;
+    for (gc_thread *t = gc_threads; t; t = t->next) {
+        if (t == gc_self) continue;
+        atomic_store_explicit(&t->stop_requested, 1, memory_order_seq_cst);
+        int expect = GC_BLOCKING;
+        if (atomic_compare_exchange_strong_explicit(&t->state, &expect, GC_BLOCKING_HELD,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            continue;
+        if (pthread_kill(t->self, gc_opt.signal) == 0) waiting++;
+    }
+    while (waiting > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 5;
+        if (sem_timedwait(&ack_sem, &ts) == 0) {
+            waiting--;
+        } else if (errno == ETIMEDOUT) {
+            plat_write_stderr("cgc: warning: a registered thread has not stopped for 5 s "
+                              "(blocked with the stop signal masked?)\n", 96);
+        }
+    }
+    return plat_now_ns() - t0;
+}
+
+void gc_start_world(void) {
+    for (gc_thread *t = gc_threads; t; t = t->next) {
+        if (t == gc_self) continue;
+        atomic_store_explicit(&t->stop_requested, 0, memory_order_release);
+        int expect = GC_BLOCKING_HELD;
+        atomic_compare_exchange_strong_explicit(&t->state, &expect, GC_BLOCKING,
+                                                memory_order_acq_rel, memory_order_acquire);
+    }
+    atomic_fetch_add_explicit(&gc_epoch, 1, memory_order_acq_rel); /* even: running */
+    futex_wake_all(&gc_epoch);
+}
+
+void gc_threads_init(void) {
+    sem_init(&ack_sem, 0, 0);
+    pthread_key_create(&thread_key, thread_exit);
+    alloc_deferred_stop_hook = deferred_stop;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = stop_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask); /* nothing interrupts a parked thread */
+    sigaction(gc_opt.signal, &sa, NULL);
+}

@@ -1,0 +1,136 @@
+/* cgc/gc.h — the collector's internal interface: every function that crosses files in gc/,
+ * grouped by the file that defines it.
+ *
+ *   gc/heap.c     collected allocation, collected spans, sweeping, the background sweeper
+ *   gc/mark.c     grey work, pointer resolution, scanning, checkmark verification
+ *   gc/roots.c    registered roots, module data/bss (dl_iterate_phdr), static TLS
+ *   gc/threads.c  thread registry, stopping and restarting the world, blocking regions
+ *   gc/cycle.c    the cycle, pacing, finalizers, weak handles, statistics, the trace line
+ *
+ * THE INVARIANT (tri-color, Lua's lgc.h style): while marking, an object is white (mark bit
+ * clear), grey (mark bit set, on the work list) or black (mark bit set, scanned). Marking
+ * ends when no grey object is left; then every object reachable from the roots is black.
+ * In this version marking runs with every registered thread stopped, so no mutator can
+ * hide a white object behind a black one; the concurrent version keeps the same work list,
+ * shade and scan code and adds the write barrier (DESIGN §3.2).
+ *
+ * Lock order (after the allocator's, include/cgc/internal.h): gc_lock (one cycle at a time)
+ * -> gc_threads_lock -> gc_roots_lock / gc_final_lock -> allocator locks -> gc_central locks.
+ * A thread is never stopped inside an allocator lock or a collected allocation
+ * (alloc_tls_nostop); gc_lock is never taken inside such a region.
+ */
+#ifndef CGC_GC_H
+#define CGC_GC_H
+
+#include <setjmp.h>
+#include <signal.h>
+#include <ucontext.h>
+
+#include "cgc/internal.h"
+
+/* ---- options (gc/cycle.c) ------------------------------------------------------------- */
+typedef struct gc_options {
+    int gc_percent;          /* CGC_GC_PERCENT (100); < 0: no automatic cycles */
+    uint64_t memory_limit;   /* CGC_MEMORY_LIMIT: soft, lowers the goal (UINT64_MAX none) */
+    uint64_t heap_max;       /* CGC_HEAP_MAX: hard cap on collected bytes (UINT64_MAX none) */
+    int trace;               /* CGC_TRACE: 1 = one line per cycle on stderr */
+    int clobber;             /* CGC_CLOBBER: fill reclaimed objects with a pattern */
+    int checkmark;           /* CGC_CHECKMARK: verify the marking after every cycle */
+    int roots_auto;          /* CGC_ROOTS=auto (1, default) | explicit (0) */
+    int signal;              /* CGC_SIGNAL: the stop signal (SIGPWR) */
+    int finalizer_thread;    /* CGC_FINALIZERS=thread (1, default) | manual (0) */
+} gc_options;
+extern gc_options gc_opt;
+void gc_read_options(void);
+/* Initialise the collector (signal handler, main thread). Idempotent, thread-safe. */
+void gc_ensure_init(void);
+
+/* ---- threads (gc/threads.c) -------------------------------------------------------------- */
+enum gc_thread_state { GC_RUNNING = 0, GC_BLOCKING = 1, GC_BLOCKING_HELD = 2 };
+typedef struct gc_thread {
+    pthread_t self;
+    pid_t tid;
+    uintptr_t stack_lo, stack_hi;   /* the whole stack mapping (hi includes static TLS) */
+    uintptr_t tls_lo, tls_hi;       /* static TLS block below the thread pointer */
+    _Atomic uintptr_t sp;           /* saved stack pointer while stopped or blocking */
+    _Atomic int state;              /* enum gc_thread_state */
+    _Atomic int stop_requested;     /* the collector sent a stop for the current epoch */
+    _Atomic int stopped;            /* parked in the handler / at a safepoint */
+    ucontext_t regs;                /* registers saved by the handler */
+    jmp_buf jb;                     /* registers saved at blocking_enter / a safepoint */
+    int regs_from_jb;
+    struct gc_thread *next;
+} gc_thread;
+extern CGC_TLS gc_thread *gc_self;
+extern pthread_mutex_t gc_threads_lock;
+extern gc_thread *gc_threads;      /* [gc_threads_lock] registered threads */
+/* The calling thread must be registered to touch the collected heap. */
+gc_thread *gc_require_self(const char *what);
+/* Stop every registered thread except the caller. The caller holds gc_lock and
+ * gc_threads_lock. Returns the time spent waiting (ns). */
+uint64_t gc_stop_world(void);
+void gc_start_world(void);
+void gc_threads_init(void);
+/* Register the thread that initialises the collector (normally main). */
+void gc_register_initial_thread(void);
+
+/* ---- roots (gc/roots.c) ------------------------------------------------------------------ */
+/* Scan every root; the world is stopped. Calls gc_mark_range on each range. */
+void gc_scan_roots(void);
+extern uint64_t gc_roots_bytes_last; /* data/bss + registered roots scanned by the last cycle */
+/* Exclude [lo, hi) from module data/bss scanning (the allocator's own large tables). */
+void gc_roots_exclude(uintptr_t lo, uintptr_t hi);
+/* The roots lock (a no-stop lock): the cycle holds it across the stop. */
+void gc_roots_lock(void);
+void gc_roots_unlock(void);
+/* Thread's static TLS bounds, from the thread pointer. */
+void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi);
+
+/* ---- marking (gc/mark.c) ----------------------------------------------------------------- */
+/* Conservatively scan [lo, hi) for pointers into the collected heap and shade them. */
+void gc_mark_range(uintptr_t lo, uintptr_t hi);
+/* Shade the object containing p, if p points into a live collected object. */
+void gc_shade(uintptr_t p);
+/* Scan grey objects until none is left. Returns bytes scanned. */
+uint64_t gc_drain(void);
+/* Base and size of the live collected object containing p, or false. */
+bool gc_find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc_span **span);
+bool gc_is_marked(uintptr_t p);
+extern uint64_t gc_marked_bytes; /* bytes of objects marked this cycle */
+/* Checkmark: re-mark from the roots into a side table; abort on an unmarked reachable
+ * object. The world is stopped and marking is complete. */
+void gc_checkmark(void);
+extern int gc_checkmark_active;
+
+/* ---- collected heap (gc/heap.c) ---------------------------------------------------------- */
+#define GC_HEADER 16 /* typed objects: [type][count] before the user's bytes */
+typedef struct gc_typed_header {
+    const cgc_type *type;
+    size_t count;
+} gc_typed_header;
+extern _Atomic uint64_t gc_heap_bytes; /* bytes in collected slots: live + allocated since */
+void *gc_alloc_kind(size_t n, unsigned kind);
+/* World stopped: take every span back from caches and put all collected spans up for
+ * sweeping (they keep their mark bits until swept). */
+void gc_prepare_sweep(void);
+/* Finish all sweeping (before the next cycle marks). Must hold no allocator lock. */
+void gc_finish_sweep(void);
+void gc_sweeper_start(void);
+/* Every collected span (for the mark phase's checks and the heap checker): calls fn. */
+void gc_for_each_span(void (*fn)(alloc_span *s, void *arg), void *arg);
+extern _Atomic uint64_t gc_freed_objects_last, gc_freed_bytes_last, gc_freed_total;
+void gc_heap_init(void);
+/* Debug: check that every marked object is allocated after sweep. */
+const char *gc_heap_check(void);
+
+/* ---- the cycle (gc/cycle.c) --------------------------------------------------------------- */
+extern pthread_mutex_t gc_lock;
+/* Allocation accounting: called by gc_alloc_kind every 64 KiB per thread; may collect. */
+void gc_account(uint64_t bytes);
+bool gc_over_hard_cap(size_t n);
+/* Mark termination work on finalizers and weak handles (world stopped). */
+void gc_process_finalizers(void);
+void gc_process_weak(void);
+void gc_scan_finalizer_roots(void);
+
+#endif /* CGC_GC_H */
