@@ -33,7 +33,9 @@ _Atomic(alloc_arena *) alloc_arena_index[(size_t)1 << ALLOC_INDEX_BITS];
 #ifdef CGC_NO_ADDRESS_HINT
 static uintptr_t next_hint = 0;
 #else
-static uintptr_t next_hint = (uintptr_t)1 << 44;
+/* Not a round number: a conservative scanner meets round constants like 1 << 44 in
+ * libraries' data, and would mistake them for pointers into the heap. */
+static uintptr_t next_hint = (uintptr_t)0x3d2a4c000000;
 #endif
 
 /* ---- metadata memory ------------------------------------------------------------------- */

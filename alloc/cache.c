@@ -26,8 +26,8 @@
 #include <string.h>
 
 CGC_TLS alloc_cache *alloc_tls_cache;
-CGC_TLS unsigned alloc_tls_nostop;
-CGC_TLS unsigned alloc_tls_stop_deferred;
+CGC_TLS volatile unsigned alloc_tls_nostop;
+CGC_TLS volatile unsigned alloc_tls_stop_deferred;
 static void no_deferred_stop(void) { alloc_tls_stop_deferred = 0; }
 void (*alloc_deferred_stop_hook)(void) = no_deferred_stop;
 void (*alloc_gc_cache_release_hook)(alloc_cache *c);

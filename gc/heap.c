@@ -191,6 +191,13 @@ void gc_prepare_sweep(void) {
     alloc_unlock(&large_lock);
 }
 
+static uint32_t count_allocated(const alloc_span *s) {
+    uint32_t n = 0;
+    for (unsigned w = 0; w < (s->nelems + 63) / 64; w++)
+        n += (uint32_t)__builtin_popcountll(atomic_load_explicit(&s->alloc_bits[w], memory_order_relaxed));
+    return n;
+}
+
 /* Called by alloc/cache.c when a cache is recycled (thread exit): its current collected
  * spans go back to the partial lists (they were swept when the cache took them). */
 static void release_cache_spans(alloc_cache *c) {
@@ -201,7 +208,7 @@ static void release_cache_spans(alloc_cache *c) {
             c->gc_cur[k][cls] = &alloc_empty_span;
             gc_central *ce = &centrals[k][cls];
             alloc_lock(&ce->lock);
-            alloc_list_append(&ce->partial, s);
+            alloc_list_append(count_allocated(s) < s->nelems ? &ce->partial : &ce->full, s);
             alloc_unlock(&ce->lock);
         }
     }
@@ -299,6 +306,10 @@ static alloc_span *refill(alloc_cache *c, unsigned kind, unsigned cls) {
             }
         } else {
             alloc_unlock(&ce->lock);
+            if (count_allocated(s) == s->nelems) { /* filed as partial but full: refile */
+                file_swept(s, s->nelems);
+                continue;
+            }
         }
         atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
         c->gc_cur[k][cls] = s;

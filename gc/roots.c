@@ -93,31 +93,54 @@ static void mark_minus_excluded(uintptr_t lo, uintptr_t hi, size_t from) {
 static int module_cb(struct dl_phdr_info *info, size_t size, void *arg) {
     (void)size;
     (void)arg;
+    /* The RELRO part of a writable segment is read-only once relocated (GOT, vtables,
+     * constant tables): it can hold no pointer into the heap, only constants that look like
+     * one. Skip it. */
+    uintptr_t relro_lo = 0, relro_hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_GNU_RELRO) {
+            relro_lo = info->dlpi_addr + ph->p_vaddr;
+            relro_hi = relro_lo + ph->p_memsz;
+        }
+    }
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        mark_minus_excluded(lo & ~(uintptr_t)7, lo + ph->p_memsz, 0);
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (relro_hi > lo && relro_lo < hi) { /* relro sits at the segment's start */
+            if (relro_lo > lo) mark_minus_excluded(lo & ~(uintptr_t)7, relro_lo, 0);
+            lo = relro_hi > lo ? relro_hi : lo;
+        }
+        if (hi > lo) mark_minus_excluded(lo & ~(uintptr_t)7, hi, 0);
     }
     return 0;
 }
 
-/* ---- static TLS ------------------------------------------------------------------------------ */
-static size_t tls_static_size;
+/* ---- static TLS ------------------------------------------------------------------------------
+ * x86-64 (TLS variant II): each initially loaded module's static TLS block sits at a fixed
+ * offset below the thread pointer (glibc's pthread_self()). dl_iterate_phdr reports, for the
+ * calling thread, where each module's block is (dlpi_tls_data): the lowest one bounds the
+ * range. Computed by each thread for itself when it registers; only mapped memory is
+ * covered. (Dynamic TLS of dlopen'ed modules is malloc'd, outside this range.) */
+typedef struct tls_scan {
+    uintptr_t tp, lo;
+} tls_scan;
+
+static int tls_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    tls_scan *ts = arg;
+    if (info->dlpi_tls_data == NULL) return 0;
+    uintptr_t block = (uintptr_t)info->dlpi_tls_data;
+    if (block < ts->tp && block < ts->lo) ts->lo = block;
+    return 0;
+}
 
 void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi) {
-    /* x86-64 (TLS variant II): static TLS blocks sit just below the thread pointer, which
-     * glibc's pthread_self() returns. The static size comes from the loader. */
-    uintptr_t tp = (uintptr_t)pthread_self();
-    if (tls_static_size == 0) {
-        void (*get)(size_t *, size_t *) =
-            (void (*)(size_t *, size_t *))dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info");
-        size_t sz = 0, align = 0;
-        if (get) get(&sz, &align);
-        tls_static_size = sz ? sz : 4096;
-    }
-    *lo = tp - tls_static_size;
-    *hi = tp;
+    tls_scan ts = {(uintptr_t)pthread_self(), (uintptr_t)pthread_self()};
+    dl_iterate_phdr(tls_cb, &ts);
+    *lo = ts.lo & ~(uintptr_t)7;
+    *hi = ts.tp;
 }
 
 /* ---- threads' stacks and registers ----------------------------------------------------------- */

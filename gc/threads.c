@@ -45,6 +45,8 @@ static void futex_wake_all(_Atomic uint32_t *addr) {
 static void park(gc_thread *t, ucontext_t *uc) {
     uint32_t e = atomic_load_explicit(&gc_epoch, memory_order_acquire);
     if (!(e & 1)) return; /* the world was restarted already */
+    if (atomic_load_explicit(&t->parked_epoch, memory_order_acquire) == e) return; /* acked */
+    atomic_store_explicit(&t->parked_epoch, e, memory_order_release);
     if (uc) {
         memcpy(&t->regs.uc_mcontext.gregs, &uc->uc_mcontext.gregs, sizeof uc->uc_mcontext.gregs);
         t->regs_from_jb = 0;
@@ -60,13 +62,21 @@ static void park(gc_thread *t, ucontext_t *uc) {
     atomic_store_explicit(&t->stopped, 0, memory_order_release);
 }
 
+/* Whether this thread owes the collector an acknowledgement for the current stop. Keyed on
+ * the epoch, not on `stopped`: a stop signal can arrive while the thread is still on its
+ * way out of the previous stop. */
+static bool stop_owed(gc_thread *t) {
+    uint32_t e = atomic_load_explicit(&gc_epoch, memory_order_acquire);
+    return (e & 1) && atomic_load_explicit(&t->stop_requested, memory_order_acquire) &&
+           atomic_load_explicit(&t->parked_epoch, memory_order_acquire) != e;
+}
+
 static void stop_handler(int sig, siginfo_t *si, void *ucv) {
     (void)sig;
     (void)si;
     int saved = errno;
     gc_thread *t = gc_self;
-    if (t && atomic_load_explicit(&t->stop_requested, memory_order_acquire) &&
-        !atomic_load_explicit(&t->stopped, memory_order_acquire)) {
+    if (t && stop_owed(t)) {
         if (alloc_tls_nostop > 0) alloc_tls_stop_deferred = 1; /* park on leaving the region */
         else park(t, ucv);
     }
@@ -76,16 +86,12 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv) {
 static void deferred_stop(void) {
     alloc_tls_stop_deferred = 0;
     gc_thread *t = gc_self;
-    if (t && atomic_load_explicit(&t->stop_requested, memory_order_acquire) &&
-        !atomic_load_explicit(&t->stopped, memory_order_acquire))
-        park(t, NULL);
+    if (t && stop_owed(t)) park(t, NULL);
 }
 
 void cgc_safepoint(void) {
     gc_thread *t = gc_self;
-    if (t && alloc_tls_nostop == 0 && atomic_load_explicit(&t->stop_requested, memory_order_acquire) &&
-        !atomic_load_explicit(&t->stopped, memory_order_acquire))
-        park(t, NULL);
+    if (t && alloc_tls_nostop == 0 && stop_owed(t)) park(t, NULL);
 }
 
 /* ---- registry ---------------------------------------------------------------------------- */
@@ -208,8 +214,9 @@ uint64_t gc_stop_world(void) {
         if (sem_timedwait(&ack_sem, &ts) == 0) {
             waiting--;
         } else if (errno == ETIMEDOUT) {
-            plat_write_stderr("cgc: warning: a registered thread has not stopped for 5 s "
-                              "(blocked with the stop signal masked?)\n", 96);
+            static const char msg[] = "cgc: warning: a registered thread has not stopped for "
+                                      "5 s (is the stop signal blocked?)\n";
+            plat_write_stderr(msg, sizeof msg - 1);
         }
     }
     return plat_now_ns() - t0;

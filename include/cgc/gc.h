@@ -56,6 +56,7 @@ typedef struct gc_thread {
     _Atomic int state;              /* enum gc_thread_state */
     _Atomic int stop_requested;     /* the collector sent a stop for the current epoch */
     _Atomic int stopped;            /* parked in the handler / at a safepoint */
+    _Atomic uint32_t parked_epoch;  /* the stop epoch this thread last acknowledged */
     ucontext_t regs;                /* registers saved by the handler */
     jmp_buf jb;                     /* registers saved at blocking_enter / a safepoint */
     int regs_from_jb;

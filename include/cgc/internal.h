@@ -355,16 +355,25 @@ void alloc_free_slow(void *p, alloc_span *s);
  * cache while the world is stopped. alloc_tls_nostop counts such regions; the stop signal
  * handler defers while it is non-zero, and leaving the outermost region calls the hook the
  * collector registered (DESIGN §1: the allocator calls the collector only through hooks). */
-extern CGC_TLS unsigned alloc_tls_nostop;
-extern CGC_TLS unsigned alloc_tls_stop_deferred;
+extern CGC_TLS volatile unsigned alloc_tls_nostop;
+extern CGC_TLS volatile unsigned alloc_tls_stop_deferred;
 extern void (*alloc_deferred_stop_hook)(void);
 /* Set by the collector: give a recycled cache's collected spans back (thread exit). */
 extern void (*alloc_gc_cache_release_hook)(struct alloc_cache *c);
 /* Set by the collector: fill the collected-heap part of cgc_stats. */
 extern void (*alloc_gc_stats_hook)(cgc_stats *st);
-static inline void alloc_nostop_enter(void) { alloc_tls_nostop++; }
+/* The signal fences keep the compiler from moving the counter update across the check of
+ * the deferred flag (the handler runs on this thread, between any two instructions):
+ * otherwise a stop that arrives between them is neither taken nor deferred. */
+static inline void alloc_nostop_enter(void) {
+    alloc_tls_nostop++;
+    atomic_signal_fence(memory_order_seq_cst);
+}
 static inline void alloc_nostop_leave(void) {
-    if (--alloc_tls_nostop == 0 && CGC_UNLIKELY(alloc_tls_stop_deferred)) alloc_deferred_stop_hook();
+    atomic_signal_fence(memory_order_seq_cst);
+    unsigned n = --alloc_tls_nostop;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (n == 0 && CGC_UNLIKELY(alloc_tls_stop_deferred)) alloc_deferred_stop_hook();
 }
 static inline void alloc_lock(pthread_mutex_t *m) {
     alloc_nostop_enter();
