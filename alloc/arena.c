@@ -19,6 +19,7 @@
 #include <string.h>
 
 _Atomic(alloc_arena *) alloc_arena_index[(size_t)1 << ALLOC_INDEX_BITS];
+_Atomic uintptr_t alloc_heap_lo, alloc_heap_hi;
 
 /* [heap] Where the next region should go: right after the last one, so free runs coalesce
  * across regions. ThreadSanitizer reserves that part of the address space for itself (and
@@ -82,6 +83,12 @@ uintptr_t alloc_arena_grow(size_t size) {
 #ifndef CGC_NO_ADDRESS_HINT
     next_hint = base + size;
 #endif
+    /* Widen the heap's address bounds (a cheap first filter for conservative scanning). */
+    if (atomic_load_explicit(&alloc_heap_lo, memory_order_relaxed) == 0 ||
+        base < atomic_load_explicit(&alloc_heap_lo, memory_order_relaxed))
+        atomic_store_explicit(&alloc_heap_lo, base, memory_order_relaxed);
+    if (base + size > atomic_load_explicit(&alloc_heap_hi, memory_order_relaxed))
+        atomic_store_explicit(&alloc_heap_hi, base + size, memory_order_relaxed);
     return base;
 }
 

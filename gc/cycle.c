@@ -493,6 +493,22 @@ size_t cgc_set_memory_limit(size_t bytes) {
 void *cgc_alloc(size_t n) { return gc_alloc_kind(n, ALLOC_KIND_GC_SCAN); }
 void *cgc_alloc_leaf(size_t n) { return gc_alloc_kind(n, ALLOC_KIND_GC_LEAF); }
 
+/* Is every word of the type a pointer (then conservative scanning is exact and needs no
+ * header), or none (then it is a leaf)? */
+static int type_shape(const cgc_type *t) {
+    size_t words = t->size / 8;
+    if (t->nwords == 0) return 0;
+    if (t->size % 8 != 0 || t->nwords < words) return -1;
+    if (words <= 64) {
+        uint64_t m = words == 64 ? ~(uint64_t)0 : (((uint64_t)1 << words) - 1);
+        uint64_t v = t->ptrmap[0] & m;
+        return v == 0 ? 0 : v == m ? 1 : -1;
+    }
+    size_t set = 0;
+    for (size_t w = 0; w < words; w++) set += (t->ptrmap[w / 64] >> (w % 64)) & 1;
+    return set == 0 ? 0 : set == words ? 1 : -1;
+}
+
 void *cgc_alloc_array(const cgc_type *elem, size_t count) {
     size_t bytes;
     if (elem == NULL || __builtin_mul_overflow(elem->size, count, &bytes) ||
@@ -500,6 +516,11 @@ void *cgc_alloc_array(const cgc_type *elem, size_t count) {
         errno = ENOMEM;
         return NULL;
     }
+    /* All-pointer and pointer-free types need no pointer map at run time: no header, and
+     * objects stay as small as the user asked (a 16-byte tree node stays 16 bytes). */
+    int shape = type_shape(elem);
+    if (shape == 1) return gc_alloc_kind(bytes, ALLOC_KIND_GC_SCAN);
+    if (shape == 0) return gc_alloc_kind(bytes, ALLOC_KIND_GC_LEAF);
     char *p = gc_alloc_kind(bytes + GC_HEADER, ALLOC_KIND_GC_TYPED);
     if (p == NULL) return NULL;
     gc_typed_header *h = (gc_typed_header *)p;

@@ -334,7 +334,7 @@ static void *alloc_large_gc(size_t n, unsigned kind) {
     return (void *)s->start;
 }
 
-void *gc_alloc_kind(size_t n, unsigned kind) {
+static CGC_NOINLINE void *alloc_slow(size_t n, unsigned kind) {
     gc_ensure_init();
     gc_require_self("allocated from the collected heap");
     if (n == 0) n = 1;
@@ -382,6 +382,33 @@ void *gc_alloc_kind(size_t n, unsigned kind) {
         gc_account(b); /* may run a collection: p is on our stack, so it survives */
     }
     return p;
+}
+
+/* The fast path: a registered thread, a small object, a free slot in the current span. */
+void *gc_alloc_kind(size_t n, unsigned kind) {
+    alloc_cache *c = alloc_tls_cache;
+    if (CGC_LIKELY(gc_self != NULL && n - 1 < ALLOC_SMALL_MAX && alloc_cache_valid(c) &&
+                   gc_opt.heap_max == UINT64_MAX)) {
+        unsigned cls = alloc_size_class(n);
+        alloc_nostop_enter();
+        alloc_span *s = c->gc_cur[kind - 1][cls];
+        uint32_t idx = take_slot(s);
+        if (CGC_LIKELY(idx != UINT32_MAX)) {
+            void *p = (void *)(s->start + (size_t)idx * s->elem_size);
+            size_t bytes = s->elem_size;
+            memset(p, 0, bytes);
+            alloc_nostop_leave();
+            c->gc_alloc_local += bytes;
+            if (CGC_UNLIKELY(c->gc_alloc_local >= (64u << 10))) {
+                uint64_t b = c->gc_alloc_local;
+                c->gc_alloc_local = 0;
+                gc_account(b);
+            }
+            return p;
+        }
+        alloc_nostop_leave();
+    }
+    return alloc_slow(n, kind);
 }
 
 void gc_heap_init(void) { alloc_gc_cache_release_hook = release_cache_spans; }

@@ -181,6 +181,8 @@ typedef struct alloc_arena {
  * in BSS (32 MiB of address space; only the pages around the heap's arenas are ever
  * touched). Flat, so a lookup is two dependent loads (index, page map) plus the span. */
 extern _Atomic(alloc_arena *) alloc_arena_index[(size_t)1 << ALLOC_INDEX_BITS];
+/* Lowest and highest address of any arena [heap lock to write; read racily]. */
+extern _Atomic uintptr_t alloc_heap_lo, alloc_heap_hi;
 
 /* The span containing address p, or NULL if p is not in cgc's heap. Never dereferences p.
  * Lock-free; the result may be stale for a pointer the caller does not own. */
