@@ -19,7 +19,7 @@
 #include <string.h>
 
 _Atomic(alloc_arena *) alloc_arena_index[(size_t)1 << ALLOC_INDEX_BITS];
-_Atomic uintptr_t alloc_heap_lo, alloc_heap_hi;
+_Atomic uintptr_t alloc_heap_lo_x, alloc_heap_hi_x; /* stored disguised: see internal.h */
 
 /* [heap] Where the next region should go: right after the last one, so free runs coalesce
  * across regions. ThreadSanitizer reserves that part of the address space for itself (and
@@ -32,11 +32,11 @@ _Atomic uintptr_t alloc_heap_lo, alloc_heap_hi;
 #endif
 #endif
 #ifdef CGC_NO_ADDRESS_HINT
-static uintptr_t next_hint = 0;
+static uintptr_t next_hint_x = ALLOC_DISGUISE;
 #else
 /* Not a round number: a conservative scanner meets round constants like 1 << 44 in
  * libraries' data, and would mistake them for pointers into the heap. */
-static uintptr_t next_hint = (uintptr_t)0x3d2a4c000000;
+static uintptr_t next_hint_x = (uintptr_t)0x3d2a4c000000 ^ ALLOC_DISGUISE;
 #endif
 
 /* ---- metadata memory ------------------------------------------------------------------- */
@@ -66,7 +66,7 @@ static alloc_arena *arena_register(uintptr_t base) {
 }
 
 uintptr_t alloc_arena_grow(size_t size) {
-    void *p = plat_map_aligned((void *)next_hint, size, ALLOC_ARENA_SIZE);
+    void *p = plat_map_aligned((void *)(next_hint_x ^ ALLOC_DISGUISE), size, ALLOC_ARENA_SIZE);
     if (p == NULL) return 0;
     uintptr_t base = (uintptr_t)p;
     if (base + size > ((uintptr_t)1 << ALLOC_ADDR_BITS)) { /* not indexable: give it back */
@@ -81,14 +81,14 @@ uintptr_t alloc_arena_grow(size_t size) {
         }
     }
 #ifndef CGC_NO_ADDRESS_HINT
-    next_hint = base + size;
+    next_hint_x = (base + size) ^ ALLOC_DISGUISE;
 #endif
     /* Widen the heap's address bounds (a cheap first filter for conservative scanning). */
-    if (atomic_load_explicit(&alloc_heap_lo, memory_order_relaxed) == 0 ||
-        base < atomic_load_explicit(&alloc_heap_lo, memory_order_relaxed))
-        atomic_store_explicit(&alloc_heap_lo, base, memory_order_relaxed);
-    if (base + size > atomic_load_explicit(&alloc_heap_hi, memory_order_relaxed))
-        atomic_store_explicit(&alloc_heap_hi, base + size, memory_order_relaxed);
+    uintptr_t lo = alloc_heap_lo(), hi = alloc_heap_hi();
+    if (lo == 0 || base < lo)
+        atomic_store_explicit(&alloc_heap_lo_x, base ^ ALLOC_DISGUISE, memory_order_relaxed);
+    if (base + size > hi)
+        atomic_store_explicit(&alloc_heap_hi_x, (base + size) ^ ALLOC_DISGUISE, memory_order_relaxed);
     return base;
 }
 

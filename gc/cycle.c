@@ -394,7 +394,7 @@ static void trace_line(const cycle_times *ct) {
     char buf[400];
     size_t len = alloc_fmt(buf, sizeof buf,
         "cgc %llu @%.3fs %.0f%%: %.3f+%.3f+%.3f ms clock, %.3f ms stopped, %.1f->%.1f MB, "
-        "%.1f MB goal, %.1f MB roots, %llu freed, %u T\n",
+        "%.1f MB goal, %.1f MB roots, %llu swept free, %u T\n",
         (unsigned long long)n, since, share, (double)ct->stop_wait / ms,
         (double)(ct->t_marked - ct->t_stopped) / ms, (double)(ct->t_end - ct->t_marked) / ms,
         wall / ms, (double)ct->heap_before / mb, (double)live_after_mark / mb,
@@ -405,10 +405,13 @@ static void trace_line(const cycle_times *ct) {
     plat_write_stderr(buf, len);
 }
 
-static void collect(void) {
+static void collect(bool finish_sweep) {
     gc_ensure_init();
     gc_require_self("ran a collection");
     gc_finish_sweep(); /* sweep termination: marks must describe this cycle only */
+    atomic_fetch_add_explicit(&gc_freed_total,
+                              atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed),
+                              memory_order_relaxed);
     cycle_times ct;
     memset(&ct, 0, sizeof ct);
     ct.t_start = plat_now_ns();
@@ -424,17 +427,17 @@ static void collect(void) {
     pause_total += pause;
     if (pause > pause_max) pause_max = pause;
     atomic_store_explicit(&cycles, n + 1, memory_order_release);
-    gc_finish_sweep(); /* the trace line reports what the cycle freed */
-    atomic_fetch_add_explicit(&gc_freed_total,
-                              atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed),
-                              memory_order_relaxed);
+    /* An explicit cgc_collect() returns with the heap swept; a paced cycle leaves the
+     * sweeping to allocation (lazy) and the background sweeper. */
+    if (finish_sweep) gc_finish_sweep();
+    else gc_sweeper_wake();
     if (gc_opt.trace) trace_line(&ct);
 }
 
 void cgc_collect(void) {
     gc_ensure_init();
     pthread_mutex_lock(&gc_lock);
-    collect();
+    collect(true);
     pthread_mutex_unlock(&gc_lock);
     wake_finalizers();
 }
@@ -448,7 +451,7 @@ static void triggered(void) {
     if (atomic_load_explicit(&cycles, memory_order_acquire) == seen &&
         atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) >=
             atomic_load_explicit(&gc_goal, memory_order_relaxed)) {
-        collect();
+        collect(false);
     }
     pthread_mutex_unlock(&gc_lock);
     wake_finalizers();

@@ -157,6 +157,58 @@ void gc_finish_sweep(void) {
     while (atomic_load_explicit(&sweeps_active, memory_order_acquire) != 0) sched_yield();
 }
 
+/* ---- the background sweeper ------------------------------------------------------------------
+ * An unregistered thread (the collector never stops it): after a paced cycle it sweeps the
+ * unswept spans one at a time, racing allocating threads that sweep lazily (each span is
+ * taken off its list under the lock, so it is swept once). The next cycle's sweep
+ * termination finishes whatever is left and waits for a span in progress. */
+static pthread_mutex_t sweeper_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sweeper_cv = PTHREAD_COND_INITIALIZER;
+static int sweeper_work, sweeper_started;
+
+static void *sweeper_main(void *arg) {
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&sweeper_lock);
+        while (!sweeper_work) pthread_cond_wait(&sweeper_cv, &sweeper_lock);
+        sweeper_work = 0;
+        pthread_mutex_unlock(&sweeper_lock);
+        bool any = true;
+        while (any) {
+            any = false;
+            for (unsigned k = 0; k < ALLOC_GC_KINDS; k++)
+                for (unsigned c = 1; c < ALLOC_NCLASSES; c++) any |= sweep_one(k, c);
+            any |= sweep_large_one();
+        }
+    }
+    return NULL;
+}
+
+void gc_sweeper_wake(void) {
+    pthread_mutex_lock(&sweeper_lock);
+    if (!sweeper_started) {
+        sweeper_started = 1;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, sweeper_main, NULL) != 0) sweeper_started = 0;
+        pthread_attr_destroy(&attr);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    sweeper_work = 1;
+    pthread_cond_signal(&sweeper_cv);
+    pthread_mutex_unlock(&sweeper_lock);
+}
+
+void gc_sweeper_after_fork_child(void) {
+    pthread_mutex_init(&sweeper_lock, NULL);
+    sweeper_started = 0;
+}
+
 void gc_prepare_sweep(void) {
     atomic_store_explicit(&gc_freed_objects_last, 0, memory_order_relaxed);
     atomic_store_explicit(&gc_freed_bytes_last, 0, memory_order_relaxed);

@@ -182,8 +182,8 @@ static inline void scan_words(uintptr_t lo, uintptr_t hi) {
     lo = (lo + 7) & ~(uintptr_t)7;
     /* Most words are not heap pointers: one subtract-and-compare against the heap's
      * bounds rejects them before any page-map lookup. */
-    uintptr_t hlo = atomic_load_explicit(&alloc_heap_lo, memory_order_relaxed);
-    uintptr_t span = atomic_load_explicit(&alloc_heap_hi, memory_order_relaxed) - hlo;
+    uintptr_t hlo = alloc_heap_lo();
+    uintptr_t span = alloc_heap_hi() - hlo;
     for (uintptr_t a = lo; a + 8 <= hi; a += 8) {
         uintptr_t v = *(const uintptr_t *)a;
         if (v - hlo < span) {

@@ -51,7 +51,7 @@ __attribute__((noinline)) static uintptr_t put_hidden(void *volatile *slot) {
 }
 
 /* Is the object at the disguised address allocated and unchanged? */
-__attribute__((noinline)) static bool intact_hidden(uintptr_t h) {
+__attribute__((noinline, unused)) static bool intact_hidden(uintptr_t h) {
     const obj *o = unhide(h);
     return o->magic == MAGIC && o->payload[5] == 5 * 77;
 }

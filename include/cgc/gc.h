@@ -116,7 +116,9 @@ void *gc_alloc_kind(size_t n, unsigned kind);
 void gc_prepare_sweep(void);
 /* Finish all sweeping (before the next cycle marks). Must hold no allocator lock. */
 void gc_finish_sweep(void);
-void gc_sweeper_start(void);
+/* Hand the unswept spans to the background sweeper thread (started on first use). */
+void gc_sweeper_wake(void);
+void gc_sweeper_after_fork_child(void);
 /* Every collected span (for the mark phase's checks and the heap checker): calls fn. */
 void gc_for_each_span(void (*fn)(alloc_span *s, void *arg), void *arg);
 extern _Atomic uint64_t gc_freed_objects_last, gc_freed_bytes_last, gc_freed_total;

@@ -181,8 +181,20 @@ typedef struct alloc_arena {
  * in BSS (32 MiB of address space; only the pages around the heap's arenas are ever
  * touched). Flat, so a lookup is two dependent loads (index, page map) plus the span. */
 extern _Atomic(alloc_arena *) alloc_arena_index[(size_t)1 << ALLOC_INDEX_BITS];
-/* Lowest and highest address of any arena [heap lock to write; read racily]. */
-extern _Atomic uintptr_t alloc_heap_lo, alloc_heap_hi;
+/* Lowest and highest address of any arena [heap lock to write; read racily]. Globals that
+ * hold heap addresses are kept XORed with ALLOC_DISGUISE (high bits set: never a candidate
+ * pointer), or the conservative scanner would find them in our own data and keep the
+ * object at that address alive forever. */
+#define ALLOC_DISGUISE ((uintptr_t)0xffff000000000000ull)
+extern _Atomic uintptr_t alloc_heap_lo_x, alloc_heap_hi_x;
+static inline uintptr_t alloc_heap_lo(void) {
+    uintptr_t x = atomic_load_explicit(&alloc_heap_lo_x, memory_order_relaxed);
+    return x ? x ^ ALLOC_DISGUISE : 0;
+}
+static inline uintptr_t alloc_heap_hi(void) {
+    uintptr_t x = atomic_load_explicit(&alloc_heap_hi_x, memory_order_relaxed);
+    return x ? x ^ ALLOC_DISGUISE : 0;
+}
 
 /* The span containing address p, or NULL if p is not in cgc's heap. Never dereferences p.
  * Lock-free; the result may be stale for a pointer the caller does not own. */
