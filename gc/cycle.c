@@ -218,19 +218,24 @@ int cgc_run_finalizers(void) {
     gc_ensure_init();
     int n = 0;
     for (;;) {
+        /* The object must reach this stack before the lock is dropped: once the entry is
+         * off the ready queue, this frame is the only thing keeping it alive, and the world
+         * can stop as soon as we leave the (no-stop) lock. */
+        void *volatile obj = NULL;
+        void (*fn)(void *, void *) = NULL;
+        void *arg = NULL;
         alloc_lock(&final_lock);
         fin *f = final_ready;
-        if (f) final_ready = f->next;
+        if (f) {
+            final_ready = f->next;
+            obj = (void *)f->obj;
+            fn = f->fn;
+            arg = f->arg;
+            f->next = final_free;
+            final_free = f;
+        }
         alloc_unlock(&final_lock);
         if (f == NULL) break;
-        /* The object stays reachable from this frame while its finalizer runs. */
-        void *volatile obj = (void *)f->obj;
-        void (*fn)(void *, void *) = f->fn;
-        void *arg = f->arg;
-        alloc_lock(&final_lock);
-        f->next = final_free;
-        final_free = f;
-        alloc_unlock(&final_lock);
         fn(obj, arg);
         obj = NULL;
         n++;
@@ -361,6 +366,9 @@ static void stopped_work(cycle_times *ct) {
     for (gc_thread *t = gc_threads; t; t = t->next) n++;
     ct->nthreads = n;
     gc_marked_bytes = 0;
+    /* Taken only now: a mutator waiting for it is in a no-stop region and would never
+     * acknowledge the stop if we had held it across stop_world. */
+    gc_roots_lock();
     gc_scan_roots();
     gc_scan_finalizer_roots();
     gc_drain();
@@ -369,6 +377,7 @@ static void stopped_work(cycle_times *ct) {
     gc_process_weak();
     alloc_unlock(&final_lock);
     if (gc_opt.checkmark) gc_checkmark();
+    gc_roots_unlock();
     ct->t_marked = plat_now_ns();
     live_after_mark = gc_marked_bytes;
     atomic_store_explicit(&gc_heap_bytes, live_after_mark, memory_order_relaxed);
@@ -417,9 +426,7 @@ static void collect(bool finish_sweep) {
     ct.t_start = plat_now_ns();
     ct.heap_before = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
     pthread_mutex_lock(&gc_threads_lock);
-    gc_roots_lock();
     dl_iterate_phdr(cycle_cb, &ct);
-    gc_roots_unlock();
     pthread_mutex_unlock(&gc_threads_lock);
     uint64_t pause = ct.t_end - ct.t_start;
     uint64_t n = atomic_load_explicit(&cycles, memory_order_relaxed);

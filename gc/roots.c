@@ -178,6 +178,7 @@ void gc_scan_roots(void) {
     }
 }
 
-/* The cycle holds roots_lock across the stop, so registration cannot race with marking. */
+/* The cycle takes roots_lock once the world is stopped (no stopped thread can hold it: it
+ * is a no-stop lock), so registration cannot race with marking. */
 void gc_roots_lock(void) { alloc_lock(&roots_lock); }
 void gc_roots_unlock(void) { alloc_unlock(&roots_lock); }
