@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # that perf/compare measures cgc against.
 DEPS := meson ninja-build pkg-config gcc g++ clang libunwind-dev libcriterion-dev \
         libbenchmark-dev python3 sqlite3 git libmimalloc-dev libjemalloc-dev \
-        libgoogle-perftools-dev
+        libgoogle-perftools-dev libgc-dev
 
 .PHONY: all deps build test run stress bench clean
 
