@@ -33,19 +33,35 @@ typedef struct gc_workbuf {
     gc_work e[WORK_ENTRIES];
 } gc_workbuf;
 
-static gc_workbuf *work_full; /* grey work (the current buffer is the head) */
-static gc_workbuf *work_empty;
+/* Each marking thread fills and empties its own current buffer (no lock); full buffers go
+ * to a shared pool under pool_lock, where idle markers take them. The collecting thread
+ * scans the roots; (ncpu - 1) helper threads, started on first use and never registered or
+ * stopped, join it to drain (Boehm's parallel marking, Go's workbuf pool). Termination:
+ * every participant is waiting and the pool is empty. */
+static CGC_TLS gc_workbuf *local_buf;       /* this marker's current buffer */
+static CGC_TLS uint64_t local_marked;        /* bytes this marker marked */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static gc_workbuf *pool_full, *pool_empty;  /* [pool_lock] */
+static unsigned n_participants;             /* [pool_lock] */
+static _Atomic unsigned n_waiting;          /* [pool_lock] to write; read racily to share */
+static bool drain_done;                     /* [pool_lock] */
+static uint32_t drain_epoch;                /* [pool_lock] bumped to start helpers */
+static unsigned n_helpers;                  /* helper threads started */
+static _Atomic uint64_t marked_total;
 uint64_t gc_marked_bytes;
 int gc_checkmark_active;
 
-static gc_workbuf *buf_get(void) {
-    gc_workbuf *b = work_empty;
-    if (b) {
-        work_empty = b->next;
-    } else {
+static gc_workbuf *buf_new(void) {
+    pthread_mutex_lock(&pool_lock);
+    gc_workbuf *b = pool_empty;
+    if (b) pool_empty = b->next;
+    pthread_mutex_unlock(&pool_lock);
+    if (b == NULL) {
         b = plat_map(sizeof(gc_workbuf));
         if (b == NULL) {
-            plat_write_stderr("cgc: fatal: out of memory for mark work buffers\n", 47);
+            static const char msg[] = "cgc: fatal: out of memory for mark work buffers\n";
+            plat_write_stderr(msg, sizeof msg - 1);
             plat_abort();
         }
     }
@@ -55,25 +71,53 @@ static gc_workbuf *buf_get(void) {
 }
 
 static void push(uintptr_t base, size_t len, uint8_t kind) {
-    gc_workbuf *b = work_full;
-    if (b == NULL || b->n == WORK_ENTRIES) {
-        gc_workbuf *nb = buf_get();
-        nb->next = b;
-        work_full = b = nb;
+    gc_workbuf *b = local_buf;
+    if (b == NULL) {
+        local_buf = b = buf_new();
+    } else if (b->n == WORK_ENTRIES) { /* full: share it, start a fresh one */
+        pthread_mutex_lock(&pool_lock);
+        b->next = pool_full;
+        pool_full = b;
+        if (n_waiting) pthread_cond_broadcast(&pool_cv);
+        pthread_mutex_unlock(&pool_lock);
+        local_buf = b = buf_new();
     }
     b->e[b->n++] = (gc_work){base, len, kind};
 }
 
+/* Take work: from the local buffer, else a full buffer from the pool; false when marking
+ * is complete. */
 static bool pop(gc_work *out) {
-    gc_workbuf *b = work_full;
-    while (b && b->n == 0) {
-        work_full = b->next;
-        b->next = work_empty;
-        work_empty = b;
-        b = work_full;
+    gc_workbuf *b = local_buf;
+    if (b && b->n > 0) {
+        *out = b->e[--b->n];
+        return true;
     }
-    if (b == NULL) return false;
-    *out = b->e[--b->n];
+    pthread_mutex_lock(&pool_lock);
+    while (pool_full == NULL) {
+        if (drain_done || n_participants == 0) {
+            pthread_mutex_unlock(&pool_lock);
+            return false;
+        }
+        if (++n_waiting == n_participants) { /* everyone is out of work: marking is done */
+            drain_done = true;
+            n_waiting--;
+            pthread_cond_broadcast(&pool_cv);
+            pthread_mutex_unlock(&pool_lock);
+            return false;
+        }
+        pthread_cond_wait(&pool_cv, &pool_lock);
+        n_waiting--;
+    }
+    gc_workbuf *f = pool_full;
+    pool_full = f->next;
+    if (b) { /* keep the full one, recycle the empty one */
+        b->next = pool_empty;
+        pool_empty = b;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    local_buf = f;
+    *out = f->e[--f->n];
     return true;
 }
 
@@ -123,7 +167,7 @@ bool gc_is_marked(uintptr_t p) {
 /* The checkmark pass marks into this side set instead (open addressing on object bases). */
 static uintptr_t *cm_table;
 static size_t cm_cap, cm_count;
-static uintptr_t cm_referrer; /* for the error message */
+static CGC_TLS uintptr_t cm_referrer; /* for the error message */
 
 static bool cm_insert(uintptr_t base) {
     if ((cm_count + 1) * 2 > cm_cap) {
@@ -170,7 +214,7 @@ static inline void shade(uintptr_t p) {
         if (!gc_is_marked(base)) checkmark_failed(base, size);
     } else {
         if (!mark_object(s, base)) return;
-        gc_marked_bytes += size;
+        local_marked += size;
     }
     if (s->kind == ALLOC_KIND_GC_LEAF) return;
     push(base, size, s->kind);
@@ -231,8 +275,27 @@ static inline void scan_one(const gc_work *w) {
  * objects overlap instead of being paid one after another. */
 #define PREFETCH_DEPTH 8
 
-uint64_t gc_drain(void) {
+/* Another marker is idle: give it the older half of our buffer (the bottom of a depth-first
+ * stack holds the biggest unexplored subgraphs). */
+static void maybe_share(void) {
+    gc_workbuf *b = local_buf;
+    if (b == NULL || b->n < 4 || atomic_load_explicit(&n_waiting, memory_order_relaxed) == 0) return;
+    gc_workbuf *nb = buf_new();
+    unsigned half = b->n / 2;
+    memcpy(nb->e, b->e, half * sizeof(gc_work));
+    nb->n = half;
+    memmove(b->e, b->e + half, (b->n - half) * sizeof(gc_work));
+    b->n -= half;
+    pthread_mutex_lock(&pool_lock);
+    nb->next = pool_full;
+    pool_full = nb;
+    pthread_cond_broadcast(&pool_cv);
+    pthread_mutex_unlock(&pool_lock);
+}
+
+static uint64_t drain_local(void) {
     uint64_t scanned = 0;
+    unsigned since_share = 0;
     gc_work fifo[PREFETCH_DEPTH];
     unsigned head = 0, count = 0;
     for (;;) {
@@ -249,8 +312,87 @@ uint64_t gc_drain(void) {
         count--;
         scan_one(&w);
         scanned += w.len;
+        if (++since_share == 64) {
+            since_share = 0;
+            maybe_share();
+        }
     }
+    atomic_fetch_add_explicit(&marked_total, local_marked, memory_order_relaxed);
+    local_marked = 0;
     return scanned;
+}
+
+static void *helper_main(void *arg) {
+    (void)arg;
+    uint32_t seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&pool_lock);
+        while (drain_epoch == seen) pthread_cond_wait(&pool_cv, &pool_lock);
+        seen = drain_epoch;
+        pthread_mutex_unlock(&pool_lock);
+        drain_local();
+        pthread_mutex_lock(&pool_lock);
+        n_participants--; /* checked out: the coordinator waits for zero */
+        pthread_cond_broadcast(&pool_cv);
+        pthread_mutex_unlock(&pool_lock);
+    }
+    return NULL;
+}
+
+static void start_helpers(void) {
+    unsigned want = plat_ncpu() - 1;
+    if (want > 7) want = 7;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (n_helpers < want) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &attr, helper_main, NULL);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) break;
+        n_helpers++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+uint64_t gc_drain(void) {
+    if (gc_checkmark_active || plat_ncpu() < 2) { /* single-threaded */
+        pthread_mutex_lock(&pool_lock);
+        n_participants = 1;
+        n_waiting = 0;
+        drain_done = false;
+        pthread_mutex_unlock(&pool_lock);
+        uint64_t r = drain_local();
+        pthread_mutex_lock(&pool_lock);
+        n_participants = 0;
+        pthread_mutex_unlock(&pool_lock);
+        gc_marked_bytes += atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
+        return r;
+    }
+    if (n_helpers == 0) start_helpers();
+    pthread_mutex_lock(&pool_lock);
+    /* Share the roots' work so the helpers have something to take. */
+    if (local_buf && local_buf->n > 0) {
+        local_buf->next = pool_full;
+        pool_full = local_buf;
+        local_buf = NULL;
+    }
+    n_participants = n_helpers + 1;
+    n_waiting = 0;
+    drain_done = false;
+    drain_epoch++;
+    pthread_cond_broadcast(&pool_cv);
+    pthread_mutex_unlock(&pool_lock);
+    uint64_t r = drain_local();
+    pthread_mutex_lock(&pool_lock);
+    n_participants--;
+    while (n_participants > 0) pthread_cond_wait(&pool_cv, &pool_lock); /* helpers check out */
+    pthread_mutex_unlock(&pool_lock);
+    gc_marked_bytes += atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
+    return r;
 }
 
 /* ---- checkmark ------------------------------------------------------------------------------- */
