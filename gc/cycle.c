@@ -134,7 +134,8 @@ void gc_ensure_init(void) {
         start_ns = plat_now_ns();
         atomic_store_explicit(&gc_inited, 1, memory_order_release);
         pthread_mutex_unlock(&init_lock);
-        cgc_thread_register(); /* the thread that initialises the collector */
+        gc_register_initial_thread(); /* main, if another thread initialises us */
+        cgc_thread_register();        /* and the thread that initialises the collector */
         return;
     }
     pthread_mutex_unlock(&init_lock);

@@ -33,6 +33,8 @@ static _Atomic uint32_t gc_epoch; /* odd while the world is stopped */
 static sem_t ack_sem;
 static pthread_key_t thread_key;
 
+static gc_thread *self_for_signal(void);
+
 static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
 }
@@ -75,7 +77,7 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv) {
     (void)sig;
     (void)si;
     int saved = errno;
-    gc_thread *t = gc_self;
+    gc_thread *t = self_for_signal();
     if (t && stop_owed(t)) {
         if (alloc_tls_nostop > 0) alloc_tls_stop_deferred = 1; /* park on leaving the region */
         else park(t, ucv);
@@ -85,26 +87,52 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv) {
 
 static void deferred_stop(void) {
     alloc_tls_stop_deferred = 0;
-    gc_thread *t = gc_self;
+    gc_thread *t = self_for_signal();
     if (t && stop_owed(t)) park(t, NULL);
 }
 
 void cgc_safepoint(void) {
-    gc_thread *t = gc_self;
+    gc_thread *t = self_for_signal();
     if (t && alloc_tls_nostop == 0 && stop_owed(t)) park(t, NULL);
 }
 
 /* ---- registry ---------------------------------------------------------------------------- */
-static void fill_bounds(gc_thread *t) {
+/* The main thread, noted by a constructor (no signal handler, no allocation): the collector
+ * registers it at initialisation even when another thread initialises it (DESIGN §3.3). */
+static pthread_t main_thread;
+static uintptr_t main_tls_lo, main_tls_hi;
+static int main_noted;
+__attribute__((constructor)) static void note_main_thread(void) {
+    main_thread = pthread_self();
+    gc_tls_bounds(&main_tls_lo, &main_tls_hi);
+    main_noted = 1;
+}
+static gc_thread *_Atomic main_struct; /* registered for main by another thread, until main
+                                          adopts it (read by main's signal handler) */
+
+/* This thread's registration, also for main before it adopted the one made for it.
+ * Async-signal-safe. */
+static gc_thread *self_for_signal(void) {
+    gc_thread *t = gc_self;
+    if (t == NULL && main_noted && pthread_equal(pthread_self(), main_thread))
+        t = atomic_load_explicit(&main_struct, memory_order_acquire);
+    return t;
+}
+
+static void fill_bounds_of(gc_thread *t, pthread_t th) {
     pthread_attr_t attr;
     void *addr = NULL;
     size_t size = 0;
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    if (pthread_getattr_np(th, &attr) == 0) {
         pthread_attr_getstack(&attr, &addr, &size);
         pthread_attr_destroy(&attr);
     }
     t->stack_lo = (uintptr_t)addr;
     t->stack_hi = (uintptr_t)addr + size;
+}
+
+static void fill_bounds(gc_thread *t) {
+    fill_bounds_of(t, pthread_self());
     gc_tls_bounds(&t->tls_lo, &t->tls_hi);
 }
 
@@ -116,6 +144,18 @@ static void thread_exit(void *arg) {
 int cgc_thread_register(void) {
     gc_ensure_init();
     if (gc_self) return 0;
+    if (main_noted && pthread_equal(pthread_self(), main_thread)) {
+        pthread_mutex_lock(&gc_threads_lock);
+        gc_thread *m = atomic_load_explicit(&main_struct, memory_order_acquire);
+        if (m) gc_self = m; /* registered for us at initialisation */
+        atomic_signal_fence(memory_order_seq_cst);
+        atomic_store_explicit(&main_struct, NULL, memory_order_release);
+        pthread_mutex_unlock(&gc_threads_lock);
+        if (m) {
+            pthread_setspecific(thread_key, m);
+            return 0;
+        }
+    }
     gc_thread *t;
     pthread_mutex_lock(&gc_threads_lock);
     t = free_threads;
@@ -159,9 +199,32 @@ void cgc_thread_unregister(void) {
     pthread_setspecific(thread_key, NULL);
 }
 
+void gc_register_initial_thread(void) {
+    if (!main_noted || pthread_equal(pthread_self(), main_thread)) return; /* main registers itself */
+    gc_thread *t;
+    alloc_lock(&alloc_heap_lock);
+    t = alloc_meta_alloc(sizeof(gc_thread));
+    alloc_unlock(&alloc_heap_lock);
+    if (t == NULL) return;
+    memset(t, 0, sizeof *t);
+    t->self = main_thread;
+    fill_bounds_of(t, main_thread);
+    t->tls_lo = main_tls_lo;
+    t->tls_hi = main_tls_hi;
+    pthread_mutex_lock(&gc_threads_lock);
+    t->next = gc_threads;
+    gc_threads = t;
+    atomic_store_explicit(&main_struct, t, memory_order_release);
+    pthread_mutex_unlock(&gc_threads_lock);
+}
+
 gc_thread *gc_require_self(const char *what) {
     gc_thread *t = gc_self;
     if (CGC_LIKELY(t != NULL)) return t;
+    if (main_noted && pthread_equal(pthread_self(), main_thread)) {
+        cgc_thread_register(); /* main was registered at initialisation: adopt that */
+        if (gc_self) return gc_self;
+    }
     char buf[256];
     size_t n = alloc_fmt(buf, sizeof buf,
         "cgc: fatal: thread %d %s without cgc_thread_register() (its stack would not be "

@@ -204,3 +204,25 @@ Test(roots, unregistered_thread_gets_a_clear_fatal, .signal = SIGABRT) {
     pthread_create(&t, NULL, alloc_unregistered, NULL);
     pthread_join(t, NULL);
 }
+
+/* The main thread is registered at initialisation even when another thread initialises the
+ * collector: its stack is a root from the first cycle on. */
+static void *init_from_other_thread(void *arg) {
+    cgc_thread_register(); /* first use of the collector, on this thread */
+    collect_n(CYCLES);
+    *(bool *)arg = true;
+    return NULL;
+}
+
+Test(roots, main_thread_is_registered_when_another_thread_initialises) {
+    bool done = false;
+    pthread_t t;
+    pthread_create(&t, NULL, init_from_other_thread, &done);
+    pthread_join(t, NULL); /* main is stopped by signals meanwhile: it never registered itself */
+    cr_assert(done);
+    void *volatile p;
+    uintptr_t h = put_hidden(&p); /* main adopts its registration here */
+    scrub_stack();
+    collect_n(CYCLES);
+    cr_assert(alive(h) && intact_hidden(h));
+}
