@@ -55,7 +55,7 @@ CGC_API size_t cgc_release_memory(void);
  * malloc'd block (or in memory from mmap) is invisible to the collector: register that memory
  * with cgc_add_roots, or keep the pointer in collected memory.
  * Every thread that touches the collected heap must be registered (cgc_thread_register);
- * the thread that first initialises cgc (normally the main thread) is registered for you. */
+ * the main thread, and the thread that first uses the collector, are registered for you. */
 CGC_API CGC_MALLOC_ATTR void *cgc_alloc(size_t n);      /* scanned conservatively */
 CGC_API CGC_MALLOC_ATTR void *cgc_alloc_leaf(size_t n); /* holds no pointers; never scanned */
 typedef struct cgc_type {
