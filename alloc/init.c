@@ -125,8 +125,11 @@ __attribute__((destructor)) static void alloc_destructor(void) {
 }
 
 /* ---- fork ------------------------------------------------------------------------------- */
-/* Lock order: registry, orphan, centrals, heap. */
+/* Lock order: registry, orphan, centrals, heap. The forking thread holds them across fork,
+ * so it must not be stopped by the collector meanwhile: a no-stop region, left in the
+ * parent and dropped in the child (which has no collector thread to answer). */
 void alloc_fork_prepare(void) {
+    alloc_nostop_enter();
     pthread_mutex_lock(&alloc_cache_registry_lock);
     pthread_mutex_lock(&alloc_orphan_lock);
     for (unsigned i = 0; i < ALLOC_NCLASSES; i++) pthread_mutex_lock(&alloc_centrals[i].lock);
@@ -138,6 +141,7 @@ void alloc_fork_parent(void) {
     for (unsigned i = ALLOC_NCLASSES; i-- > 0;) pthread_mutex_unlock(&alloc_centrals[i].lock);
     pthread_mutex_unlock(&alloc_orphan_lock);
     pthread_mutex_unlock(&alloc_cache_registry_lock);
+    alloc_nostop_leave();
 }
 
 void alloc_fork_child(void) {
@@ -147,6 +151,8 @@ void alloc_fork_child(void) {
     pthread_mutex_init(&alloc_cache_registry_lock, NULL);
     alloc_cache_fork_child();
     alloc_scavenger_after_fork_child();
+    alloc_tls_stop_deferred = 0; /* the parent's collector is not ours */
+    alloc_tls_nostop--;
 }
 
 /* ---- errors ----------------------------------------------------------------------------- */
@@ -174,7 +180,7 @@ void cgc_get_stats(cgc_stats *out) {
     memset(&st, 0, sizeof st);
     st.version = CGC_STATS_VERSION;
     st.size = sizeof st;
-    pthread_mutex_lock(&alloc_cache_registry_lock);
+    alloc_lock(&alloc_cache_registry_lock); /* no-stop: the collector needs it stopped */
     st.malloc_count = alloc_dead_nmalloc;
     st.free_count = alloc_dead_nfree;
     st.remote_free_count = alloc_dead_nremote;
@@ -184,10 +190,10 @@ void cgc_get_stats(cgc_stats *out) {
         st.free_count += atomic_load_explicit(&c->nfree, memory_order_relaxed);
         st.remote_free_count += atomic_load_explicit(&c->nremote, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&alloc_cache_registry_lock);
-    pthread_mutex_lock(&alloc_orphan_lock);
+    alloc_unlock(&alloc_cache_registry_lock);
+    alloc_lock(&alloc_orphan_lock);
     st.malloc_count += atomic_load_explicit(&alloc_orphan_cache.nmalloc, memory_order_relaxed);
-    pthread_mutex_unlock(&alloc_orphan_lock);
+    alloc_unlock(&alloc_orphan_lock);
     st.malloc_count += atomic_load_explicit(&alloc_orphan_nlarge, memory_order_relaxed);
     st.remote_free_count += atomic_load_explicit(&alloc_orphan_nremote, memory_order_relaxed);
     st.free_count += st.remote_free_count;

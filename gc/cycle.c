@@ -117,6 +117,9 @@ void gc_read_options(void) {
 }
 
 static void fill_stats(cgc_stats *st);
+static void gc_fork_prepare(void);
+static void gc_fork_parent(void);
+static void gc_fork_child(void);
 static _Atomic int gc_inited;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -131,6 +134,9 @@ void gc_ensure_init(void) {
         gc_heap_init();
         gc_threads_init();
         alloc_gc_stats_hook = fill_stats;
+        /* Registered after the allocator's, so its prepare runs first: gc locks, then the
+         * allocator's (the lock order). */
+        pthread_atfork(gc_fork_prepare, gc_fork_parent, gc_fork_child);
         start_ns = plat_now_ns();
         atomic_store_explicit(&gc_inited, 1, memory_order_release);
         pthread_mutex_unlock(&init_lock);
@@ -266,6 +272,7 @@ static void wake_finalizers(void) {
     bool any = final_ready != NULL;
     alloc_unlock(&final_lock);
     if (!gc_opt.finalizer_thread || !any) return;
+    pthread_mutex_lock(&final_wait_lock);
     if (!final_thread_started) {
         final_thread_started = 1;
         sigset_t all, old;
@@ -280,7 +287,6 @@ static void wake_finalizers(void) {
         pthread_attr_destroy(&attr);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
-    pthread_mutex_lock(&final_wait_lock);
     atomic_store_explicit(&final_pending, 1, memory_order_release);
     pthread_cond_signal(&final_cv);
     pthread_mutex_unlock(&final_wait_lock);
@@ -554,4 +560,45 @@ static void fill_stats(cgc_stats *st) {
     st->gc_pause_max_ns = pause_max;
     memcpy(st->gc_pauses_ns, pauses, sizeof pauses);
     st->gc_finalizers_run = atomic_load_explicit(&finalizers_run, memory_order_relaxed);
+}
+
+/* ---- fork --------------------------------------------------------------------------------------- */
+/* A thread may fork while another collects: prepare waits the cycle out (gc_lock, not a
+ * no-stop lock: the forking thread can be stopped while it waits) and then holds every
+ * collector lock across fork; the child reinitialises them, keeps only its own thread
+ * registration and re-creates helper threads on demand. */
+static void gc_fork_prepare(void) {
+    pthread_mutex_lock(&gc_lock);
+    gc_threads_fork(0);
+    gc_roots_fork(0);
+    alloc_nostop_enter();
+    pthread_mutex_lock(&final_lock);
+    pthread_mutex_lock(&final_wait_lock);
+    gc_mark_fork(0);
+    gc_heap_fork(0);
+}
+
+static void gc_fork_parent(void) {
+    gc_heap_fork(1);
+    gc_mark_fork(1);
+    pthread_mutex_unlock(&final_wait_lock);
+    pthread_mutex_unlock(&final_lock);
+    alloc_nostop_leave();
+    gc_roots_fork(1);
+    gc_threads_fork(1);
+    pthread_mutex_unlock(&gc_lock);
+}
+
+static void gc_fork_child(void) {
+    gc_heap_fork(2);
+    gc_mark_fork(2);
+    pthread_mutex_init(&final_wait_lock, NULL);
+    pthread_cond_init(&final_cv, NULL);
+    pthread_mutex_init(&final_lock, NULL);
+    final_thread_started = 0;
+    alloc_tls_stop_deferred = 0;
+    alloc_tls_nostop--;
+    gc_roots_fork(2);
+    gc_threads_fork(2);
+    pthread_mutex_init(&gc_lock, NULL);
 }

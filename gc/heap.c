@@ -204,9 +204,28 @@ void gc_sweeper_wake(void) {
     pthread_mutex_unlock(&sweeper_lock);
 }
 
-void gc_sweeper_after_fork_child(void) {
-    pthread_mutex_init(&sweeper_lock, NULL);
-    sweeper_started = 0;
+/* fork: what = 0 prepare (lock), 1 parent (unlock), 2 child (reinitialise; the sweeper
+ * thread is gone and is re-created on demand). gc_lock is held: no cycle is running. */
+void gc_heap_fork(int what) {
+    if (what == 0) {
+        pthread_mutex_lock(&sweeper_lock);
+        for (unsigned k = 0; k < ALLOC_GC_KINDS; k++)
+            for (unsigned c = 0; c < ALLOC_NCLASSES; c++) pthread_mutex_lock(&centrals[k][c].lock);
+        pthread_mutex_lock(&large_lock);
+    } else if (what == 1) {
+        pthread_mutex_unlock(&large_lock);
+        for (unsigned k = 0; k < ALLOC_GC_KINDS; k++)
+            for (unsigned c = 0; c < ALLOC_NCLASSES; c++) pthread_mutex_unlock(&centrals[k][c].lock);
+        pthread_mutex_unlock(&sweeper_lock);
+    } else {
+        pthread_mutex_init(&large_lock, NULL);
+        for (unsigned k = 0; k < ALLOC_GC_KINDS; k++)
+            for (unsigned c = 0; c < ALLOC_NCLASSES; c++) pthread_mutex_init(&centrals[k][c].lock, NULL);
+        pthread_mutex_init(&sweeper_lock, NULL);
+        pthread_cond_init(&sweeper_cv, NULL);
+        sweeper_started = 0;
+        sweeper_work = 0;
+    }
 }
 
 void gc_prepare_sweep(void) {

@@ -405,3 +405,16 @@ void gc_checkmark(void) {
     gc_drain();
     gc_checkmark_active = 0;
 }
+
+/* fork (see gc_heap_fork): the helper markers are gone in the child; re-created on demand. */
+void gc_mark_fork(int what) {
+    if (what == 0) pthread_mutex_lock(&pool_lock);
+    else if (what == 1) pthread_mutex_unlock(&pool_lock);
+    else {
+        pthread_mutex_init(&pool_lock, NULL);
+        pthread_cond_init(&pool_cv, NULL);
+        n_helpers = 0;
+        n_participants = 0;
+        atomic_store_explicit(&n_waiting, 0, memory_order_relaxed);
+    }
+}

@@ -158,6 +158,7 @@ static void scan_thread(gc_thread *t, uintptr_t sp) {
 
 __attribute__((noinline)) static void scan_self(gc_thread *t) {
     jmp_buf jb; /* spills the callee-saved registers onto this stack */
+    memset(&jb, 0, sizeof jb); /* setjmp leaves its signal-mask area as it was: stale words */
     setjmp(jb);
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
     gc_mark_range(sp, t->stack_hi);
@@ -182,3 +183,9 @@ void gc_scan_roots(void) {
  * is a no-stop lock), so registration cannot race with marking. */
 void gc_roots_lock(void) { alloc_lock(&roots_lock); }
 void gc_roots_unlock(void) { alloc_unlock(&roots_lock); }
+
+void gc_roots_fork(int what) {
+    if (what == 0) pthread_mutex_lock(&roots_lock);
+    else if (what == 1) pthread_mutex_unlock(&roots_lock);
+    else pthread_mutex_init(&roots_lock, NULL);
+}

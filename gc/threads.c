@@ -54,6 +54,7 @@ static void park(gc_thread *t, ucontext_t *uc) {
         t->regs_from_jb = 0;
         atomic_store_explicit(&t->sp, (uintptr_t)uc->uc_mcontext.gregs[REG_RSP], memory_order_release);
     } else {
+        memset(&t->jb, 0, sizeof t->jb);
         setjmp(t->jb);
         t->regs_from_jb = 1;
         atomic_store_explicit(&t->sp, (uintptr_t)__builtin_frame_address(0), memory_order_release);
@@ -236,6 +237,7 @@ gc_thread *gc_require_self(const char *what) {
 void cgc_blocking_enter(void) {
     gc_thread *t = gc_self;
     if (t == NULL) return;
+    memset(&t->jb, 0, sizeof t->jb);
     setjmp(t->jb);
     t->regs_from_jb = 1;
     atomic_store_explicit(&t->sp, (uintptr_t)__builtin_frame_address(0), memory_order_release);
@@ -307,4 +309,26 @@ void gc_threads_init(void) {
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigfillset(&sa.sa_mask); /* nothing interrupts a parked thread */
     sigaction(gc_opt.signal, &sa, NULL);
+}
+
+/* fork: only the forking thread exists in the child; every other registration goes. */
+void gc_threads_fork(int what) {
+    if (what == 0) pthread_mutex_lock(&gc_threads_lock);
+    else if (what == 1) pthread_mutex_unlock(&gc_threads_lock);
+    else {
+        pthread_mutex_init(&gc_threads_lock, NULL);
+        gc_thread *me = gc_self;
+        gc_threads = NULL;
+        if (me) {
+            me->next = NULL;
+            me->self = pthread_self();
+            me->tid = (pid_t)syscall(SYS_gettid);
+            gc_threads = me;
+        }
+        atomic_store_explicit(&main_struct, NULL, memory_order_relaxed);
+        main_thread = pthread_self(); /* the child's only thread plays main's part */
+        sem_init(&ack_sem, 0, 0);
+        if (atomic_load_explicit(&gc_epoch, memory_order_relaxed) & 1)
+            atomic_fetch_add_explicit(&gc_epoch, 1, memory_order_relaxed);
+    }
 }

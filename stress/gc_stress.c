@@ -145,7 +145,7 @@ static void finalize(void *obj, void *arg) {
     if (n->fin != ticket) /* a live node may be changing under us: read nothing else */
         fail(NULL, n, "finalizer %u ran on node %#" PRIx64 " (finalizer ticket %u): its object was "
              "collected and the slot reused", ticket, n->id, n->fin);
-    if (n->nkids > 5000 || n->sum != node_sum(n))
+    if (n->nkids > 20000 || n->sum != node_sum(n))
         fail(NULL, n, "finalizer %u: node %#" PRIx64 " fails its checksum", ticket, n->id);
     uint64_t bit = 1ull << (ticket & 63);
     if (atomic_fetch_or(&fin_done[ticket >> 6], bit) & bit)
@@ -174,7 +174,8 @@ static node *pick(ctx *c); /* a random node reachable from our roots, or NULL */
  * twice). With owner == PACKET_OWNER everything it reaches is fresh (it will be handed to
  * another thread). */
 static node *new_node(ctx *c, uint64_t owner, int depth) {
-    uint32_t nk = below(c, 2000) == 0 ? 4100 + below(c, 500) : below(c, 9); /* rare: > 32 KiB */
+    uint32_t nk = below(c, 9); /* rarely a large object: > 32 KiB, or > 128 KiB (scanned in chunks) */
+    if (below(c, 2000) == 0) nk = below(c, 4) ? 4100 + below(c, 500) : 16500 + below(c, 2000);
     node *n = alloc_node(c, nk, owner);
     unsigned r = below(c, 100);
     if (r < 50) {
@@ -199,7 +200,7 @@ static node *new_node(ctx *c, uint64_t owner, int depth) {
         if (below(c, 2)) t->b = new_node(c, owner, depth + 1);
     }
     if (depth < 2 && below(c, 100) < 10) {
-        size_t cnt = 1 + below(c, 40);
+        size_t cnt = below(c, 300) ? 1 + below(c, 40) : 3000 + below(c, 9000); /* up to 192 KiB */
         elem *arr = cgc_alloc_array(&elem_type, cnt);
         if (!arr) fail(c, NULL, "cgc_alloc_array(%zu) returned NULL", cnt);
         check_zero(c, arr, cnt * sizeof *arr, "typed array");
@@ -207,7 +208,8 @@ static node *new_node(ctx *c, uint64_t owner, int depth) {
         c->allocs++;
         for (size_t i = 0; i < cnt; i++) {
             node *p = below(c, 3) == 0 ? NULL
-                    : owner != PACKET_OWNER && below(c, 2) ? pick(c) : new_node(c, owner, depth + 1);
+                    : owner != PACKET_OWNER && below(c, 2) ? pick(c)
+                    : cnt <= 40 || i % 256 == 0 ? new_node(c, owner, depth + 1) : NULL;
             arr[i].p = p;
             arr[i].tag = p ? p->id : 0;
         }

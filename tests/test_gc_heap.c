@@ -292,3 +292,53 @@ Test(verify, clobber_fills_reclaimed_objects) {
     cr_assert_not(alive(h));
     cr_assert_eq(*(uint64_t *)unhide(h), 0xdeadbeefdeadbeefull, "reclaimed memory is clobbered");
 }
+
+/* fork from a registered thread while another thread collects: no deadlock, and the child
+ * has a working collected heap of its own (its only thread registered, helpers re-created). */
+#include <sys/wait.h>
+static _Atomic int stop_collector;
+static void *collector_loop(void *arg) {
+    (void)arg;
+    cgc_thread_register();
+    while (!atomic_load(&stop_collector)) cgc_collect();
+    return NULL;
+}
+
+Test(fork, fork_while_collecting_and_collect_in_the_child, .timeout = 60) {
+    cgc_collect();
+    pthread_t t;
+    pthread_create(&t, NULL, collector_loop, NULL);
+    for (int i = 0; i < 300; i++) {
+        void *volatile keep;
+        uintptr_t h = put_hidden(&keep);
+        pid_t pid = fork();
+        if (pid == 0) {
+            for (int j = 0; j < 2000; j++) cr_assert(cgc_alloc(64));
+            cgc_collect();
+            _exit(alive(h) && intact_hidden(h) ? 0 : 3);
+        }
+        int status = 0;
+        cgc_blocking_enter();
+        waitpid(pid, &status, 0);
+        cgc_blocking_leave();
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d failed: %d", i, status);
+    }
+    atomic_store(&stop_collector, 1);
+    cgc_blocking_enter();
+    pthread_join(t, NULL);
+    cgc_blocking_leave();
+}
+
+Test(threads, stats_while_collecting) {
+    cgc_collect();
+    atomic_store(&stop_collector, 0);
+    pthread_t t;
+    pthread_create(&t, NULL, collector_loop, NULL);
+    cgc_stats st;
+    for (int i = 0; i < 100000; i++) cgc_get_stats(&st);
+    atomic_store(&stop_collector, 1);
+    cgc_blocking_enter();
+    pthread_join(t, NULL);
+    cgc_blocking_leave();
+    cr_assert(st.gc_cycles > 0);
+}

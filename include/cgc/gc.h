@@ -118,7 +118,12 @@ void gc_prepare_sweep(void);
 void gc_finish_sweep(void);
 /* Hand the unswept spans to the background sweeper thread (started on first use). */
 void gc_sweeper_wake(void);
-void gc_sweeper_after_fork_child(void);
+/* fork handling, per file: what = 0 prepare (take locks), 1 parent (release), 2 child
+ * (reinitialise; helper threads are gone). Called by gc/cycle.c's atfork handlers. */
+void gc_heap_fork(int what);
+void gc_mark_fork(int what);
+void gc_roots_fork(int what);
+void gc_threads_fork(int what);
 /* Every collected span (for the mark phase's checks and the heap checker): calls fn. */
 void gc_for_each_span(void (*fn)(alloc_span *s, void *arg), void *arg);
 extern _Atomic uint64_t gc_freed_objects_last, gc_freed_bytes_last, gc_freed_total;
