@@ -3,7 +3,8 @@
 #  1. An unchanged program (Python 3) runs with cgc as its malloc, via LD_PRELOAD; CGC_STATS=1
 #     prints cgc's statistics at exit, which proves every allocation went through cgc.
 #  2. The same for sqlite3 on a generated workload.
-#  3. perf/compare --quick: cgc beside glibc, mimalloc, jemalloc and tcmalloc in one run.
+#  3. the collected heap: a GC benchmark with the per-cycle trace line, and the embedding example;
+#  4. perf/compare: cgc beside glibc, mimalloc, jemalloc and tcmalloc in one run.
 set -euo pipefail
 build=${1:-build}
 lib=$(cd "$build" && pwd)/libcgc.so
@@ -32,6 +33,16 @@ say "sqlite3 with cgc:  CGC_STATS=1 LD_PRELOAD=$lib sqlite3 :memory:"
   echo "create index tv on t(v);"
   echo "select 'sqlite: ' || count(*) || ' rows, sum ' || sum(v) from t;"
 } | CGC_STATS=1 LD_PRELOAD="$lib" sqlite3 :memory:
+
+if [ -x "$build/perf/binarytrees-cgc" ]; then
+  say "The collected heap: binary-trees (depth 16, 2 threads) on cgc_alloc, CGC_TRACE=1 (first lines)"
+  CGC_TRACE=1 "$build/perf/binarytrees-cgc" 16 2 2>&1 >/dev/null | head -6
+  echo "(each line: cycle, time, stopped share, stop phases, heap before->live, goal; see README 'The trace line')"
+fi
+if [ -x "$build/examples/embed" ]; then
+  say "An embedding example (examples/embed.c): roots, threads, finalizers, weak handles"
+  "$build/examples/embed" | head -12
+fi
 
 say "perf/compare --rounds 3 --scale 0.5: cgc beside the allocators people already preload (one run, ratios)"
 perf/compare --rounds 3 --scale 0.5 --build "$build"
