@@ -348,6 +348,7 @@ void gc_process_weak(void) {
 /* ---- the cycle -------------------------------------------------------------------------------- */
 typedef struct cycle_times {
     uint64_t t_start, stop_wait, t_stopped, t_marked, t_end;
+    uint64_t prev_freed; /* objects the previous cycle's sweep reclaimed (complete by now) */
     uint64_t heap_before;
     unsigned nthreads;
 } cycle_times;
@@ -410,14 +411,13 @@ static void trace_line(const cycle_times *ct) {
     char buf[400];
     size_t len = alloc_fmt(buf, sizeof buf,
         "cgc %llu @%.3fs %.0f%%: %.3f+%.3f+%.3f ms clock, %.3f ms stopped, %.1f->%.1f MB, "
-        "%.1f MB goal, %.1f MB roots, %llu swept free, %u T\n",
+        "%.1f MB goal, %.1f MB roots, %llu freed by the last sweep, %u T\n",
         (unsigned long long)n, since, share, (double)ct->stop_wait / ms,
         (double)(ct->t_marked - ct->t_stopped) / ms, (double)(ct->t_end - ct->t_marked) / ms,
         wall / ms, (double)ct->heap_before / mb, (double)live_after_mark / mb,
         (double)atomic_load_explicit(&gc_goal, memory_order_relaxed) / mb,
         (double)gc_roots_bytes_last / mb,
-        (unsigned long long)atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed),
-        ct->nthreads);
+        (unsigned long long)ct->prev_freed, ct->nthreads);
     plat_write_stderr(buf, len);
 }
 
@@ -425,11 +425,10 @@ static void collect(bool finish_sweep) {
     gc_ensure_init();
     gc_require_self("ran a collection");
     gc_finish_sweep(); /* sweep termination: marks must describe this cycle only */
-    atomic_fetch_add_explicit(&gc_freed_total,
-                              atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed),
-                              memory_order_relaxed);
     cycle_times ct;
     memset(&ct, 0, sizeof ct);
+    ct.prev_freed = atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed);
+    atomic_fetch_add_explicit(&gc_freed_total, ct.prev_freed, memory_order_relaxed);
     ct.t_start = plat_now_ns();
     ct.heap_before = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
     pthread_mutex_lock(&gc_threads_lock);
@@ -555,7 +554,9 @@ static void fill_stats(cgc_stats *st) {
     st->gc_live_bytes = live_after_mark;
     st->gc_goal_bytes = atomic_load_explicit(&gc_goal, memory_order_relaxed);
     st->gc_freed_objects = atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed);
-    st->gc_freed_total = atomic_load_explicit(&gc_freed_total, memory_order_relaxed);
+    /* the total of completed sweeps, plus what the current one has reclaimed so far */
+    st->gc_freed_total = atomic_load_explicit(&gc_freed_total, memory_order_relaxed) +
+                         atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed);
     st->gc_pause_total_ns = pause_total;
     st->gc_pause_max_ns = pause_max;
     memcpy(st->gc_pauses_ns, pauses, sizeof pauses);
