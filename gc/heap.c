@@ -3,7 +3,7 @@
  *
  * Collected spans use the allocator's spans, page heap and size classes, with their own
  * span kinds (scan / typed / leaf) so they never mix with malloc'd blocks. Their allocation
- * state is a bitmap (alloc_bits), not a free list: allocation takes the next zero bit from
+ * state is a bitmap (gcbits[].alloc), not a free list: allocation takes the next zero bit from
  * the span's free index (count-trailing-zeros), and *sweeping a span turns its mark bits into
  * its allocation state* — one word operation per 64 slots. That is what lets the
  * conservative scanner ask "is this slot allocated?" in O(1) (DESIGN §3.4).
@@ -75,8 +75,8 @@ static uint32_t sweep_small(alloc_span *s) {
     uint64_t freed = 0;
     unsigned words = (s->nelems + 63) / 64;
     for (unsigned w = 0; w < words; w++) {
-        uint64_t a = atomic_load_explicit(&s->alloc_bits[w], memory_order_relaxed);
-        uint64_t m = atomic_load_explicit(&s->mark_bits[w], memory_order_relaxed);
+        uint64_t a = atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed);
+        uint64_t m = atomic_load_explicit(&s->gcbits[w].mark, memory_order_relaxed);
         uint64_t dead = a & ~m;
         if (dead && gc_opt.clobber) {
             for (uint64_t d = dead; d; d &= d - 1) {
@@ -86,8 +86,8 @@ static uint32_t sweep_small(alloc_span *s) {
         }
         freed += (uint64_t)__builtin_popcountll(dead);
         live += (uint32_t)__builtin_popcountll(m);
-        atomic_store_explicit(&s->alloc_bits[w], m, memory_order_relaxed);
-        atomic_store_explicit(&s->mark_bits[w], 0, memory_order_relaxed);
+        atomic_store_explicit(&s->gcbits[w].alloc, m, memory_order_relaxed);
+        atomic_store_explicit(&s->gcbits[w].mark, 0, memory_order_relaxed);
     }
     s->used = live;
     atomic_store_explicit(&s->bump, 0, memory_order_relaxed); /* free index */
@@ -116,8 +116,8 @@ static bool sweep_large_one(void) {
     if (s) atomic_fetch_add_explicit(&sweeps_active, 1, memory_order_acq_rel);
     alloc_unlock(&large_lock);
     if (s == NULL) return false;
-    if (atomic_load_explicit(&s->mark_bits[0], memory_order_relaxed) & 1) {
-        atomic_store_explicit(&s->mark_bits[0], 0, memory_order_relaxed);
+    if (atomic_load_explicit(&s->gcbits[0].mark, memory_order_relaxed) & 1) {
+        atomic_store_explicit(&s->gcbits[0].mark, 0, memory_order_relaxed);
         alloc_lock(&large_lock);
         alloc_list_append(&large_live, s);
         alloc_unlock(&large_lock);
@@ -265,7 +265,7 @@ void gc_prepare_sweep(void) {
 static uint32_t count_allocated(const alloc_span *s) {
     uint32_t n = 0;
     for (unsigned w = 0; w < (s->nelems + 63) / 64; w++)
-        n += (uint32_t)__builtin_popcountll(atomic_load_explicit(&s->alloc_bits[w], memory_order_relaxed));
+        n += (uint32_t)__builtin_popcountll(atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed));
     return n;
 }
 
@@ -315,12 +315,12 @@ static inline uint32_t take_slot(alloc_span *s) {
     uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
     while (fi < s->nelems) {
         unsigned w = fi >> 6;
-        uint64_t a = atomic_load_explicit(&s->alloc_bits[w], memory_order_relaxed);
+        uint64_t a = atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed);
         uint64_t freebits = ~a & (~(uint64_t)0 << (fi & 63));
         if (freebits) {
             uint32_t idx = (w << 6) + (uint32_t)__builtin_ctzll(freebits);
             if (idx >= s->nelems) break;
-            atomic_store_explicit(&s->alloc_bits[w], a | ((uint64_t)1 << (idx & 63)),
+            atomic_store_explicit(&s->gcbits[w].alloc, a | ((uint64_t)1 << (idx & 63)),
                                   memory_order_relaxed);
             atomic_store_explicit(&s->bump, idx + 1, memory_order_relaxed);
             return idx;
@@ -344,8 +344,8 @@ static alloc_span *new_span(unsigned kind, unsigned cls) {
     s->free = NULL;
     atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
     for (unsigned w = 0; w < ALLOC_BITMAP_WORDS; w++) {
-        atomic_store_explicit(&s->alloc_bits[w], 0, memory_order_relaxed);
-        atomic_store_explicit(&s->mark_bits[w], 0, memory_order_relaxed);
+        atomic_store_explicit(&s->gcbits[w].alloc, 0, memory_order_relaxed);
+        atomic_store_explicit(&s->gcbits[w].mark, 0, memory_order_relaxed);
     }
     return s;
 }
@@ -397,7 +397,7 @@ static void *alloc_large_gc(size_t n, unsigned kind) {
     if (s == NULL) return NULL;
     s->kind = (uint8_t)kind;
     s->elem_size = 0;
-    atomic_store_explicit(&s->mark_bits[0], 0, memory_order_relaxed);
+    atomic_store_explicit(&s->gcbits[0].mark, 0, memory_order_relaxed);
     if (!s->zeroed) memset((void *)s->start, 0, npages * ALLOC_PAGE_SIZE);
     alloc_lock(&large_lock);
     alloc_list_append(&large_live, s);
@@ -491,11 +491,11 @@ static void check_span(alloc_span *s, void *arg) {
     if (alloc_span_state(s) == SPAN_LARGE) return;
     unsigned words = (s->nelems + 63) / 64;
     for (unsigned w = 0; w < words; w++) {
-        uint64_t a = atomic_load_explicit(&s->alloc_bits[w], memory_order_relaxed);
-        uint64_t m = atomic_load_explicit(&s->mark_bits[w], memory_order_relaxed);
+        uint64_t a = atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed);
+        uint64_t m = atomic_load_explicit(&s->gcbits[w].mark, memory_order_relaxed);
         if (m & ~a) *err = "a marked object is not allocated (marked while free)";
     }
-    if (s->nelems && (s->nelems % 64) && (atomic_load_explicit(&s->alloc_bits[words - 1],
+    if (s->nelems && (s->nelems % 64) && (atomic_load_explicit(&s->gcbits[words - 1].alloc,
                                                                memory_order_relaxed) >>
                                           (s->nelems % 64)))
         *err = "an allocation bit is set past the span's last slot";

@@ -128,7 +128,7 @@ static inline bool find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc
     if (st == SPAN_SMALL) {
         uint32_t idx = alloc_slot_index(s, p);
         if (idx >= s->nelems) return false;
-        if (!((atomic_load_explicit(&s->alloc_bits[idx >> 6], memory_order_relaxed) >> (idx & 63)) & 1))
+        if (!((atomic_load_explicit(&s->gcbits[idx >> 6].alloc, memory_order_relaxed) >> (idx & 63)) & 1))
             return false;
         *base = s->start + (size_t)idx * s->elem_size;
         *size = s->elem_size;
@@ -150,7 +150,7 @@ bool gc_find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc_span **spa
 static inline bool mark_object(alloc_span *s, uintptr_t base) {
     unsigned idx = alloc_span_state(s) == SPAN_LARGE ? 0 : alloc_slot_index(s, base);
     uint64_t bit = (uint64_t)1 << (idx & 63);
-    _Atomic uint64_t *w = &s->mark_bits[idx >> 6];
+    _Atomic uint64_t *w = &s->gcbits[idx >> 6].mark;
     if (atomic_load_explicit(w, memory_order_relaxed) & bit) return false;
     return !(atomic_fetch_or_explicit(w, bit, memory_order_relaxed) & bit);
 }
@@ -161,7 +161,7 @@ bool gc_is_marked(uintptr_t p) {
     alloc_span *s;
     if (!gc_find_object(p, &base, &size, &s)) return false;
     unsigned idx = alloc_span_state(s) == SPAN_LARGE ? 0 : alloc_slot_index(s, base);
-    return (atomic_load_explicit(&s->mark_bits[idx >> 6], memory_order_relaxed) >> (idx & 63)) & 1;
+    return (atomic_load_explicit(&s->gcbits[idx >> 6].mark, memory_order_relaxed) >> (idx & 63)) & 1;
 }
 
 /* The checkmark pass marks into this side set instead (open addressing on object bases). */

@@ -146,10 +146,13 @@ typedef struct alloc_span {
         /* malloc kind: bit set = freed by a non-owner, not yet collected. Only remote frees
          * touch it, so the owner's malloc and free never load this cache line. */
         _Atomic uint64_t remote_bits[ALLOC_BITMAP_WORDS];
-        /* collected kinds: bit set = slot allocated. Sweeping sets it to the mark bits. */
-        _Atomic uint64_t alloc_bits[ALLOC_BITMAP_WORDS];
+        /* collected kinds: alloc bit set = slot allocated (sweeping sets it to the mark bit);
+         * mark bit (large: gcbits[0].mark bit 0). Interleaved: the marker tests both, and
+         * they share a cache line. */
+        struct {
+            _Atomic uint64_t alloc, mark;
+        } gcbits[ALLOC_BITMAP_WORDS];
     };
-    _Atomic uint64_t mark_bits[ALLOC_BITMAP_WORDS]; /* collected kinds (large: bit 0) */
 } alloc_span;
 
 /* A span's state is written under the heap lock (or by the CAS that claims a large block
