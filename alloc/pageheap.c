@@ -507,19 +507,8 @@ void alloc_scavenger_poke(void) {
     if (!atomic_compare_exchange_strong_explicit(&scavenger_state, &expected, 1,
                                                  memory_order_acq_rel, memory_order_relaxed))
         return;
-    /* The thread must never take a program's signals. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    if (pthread_create(&t, &attr, scavenger_main, NULL) != 0)
+    if (!plat_spawn_detached(scavenger_main, NULL, 64 * 1024, 0))
         atomic_store_explicit(&scavenger_state, 0, memory_order_relaxed);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 void alloc_scavenger_after_fork_child(void) {

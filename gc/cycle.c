@@ -273,20 +273,10 @@ static void wake_finalizers(void) {
     alloc_unlock(&final_lock);
     if (!gc_opt.finalizer_thread || !any) return;
     pthread_mutex_lock(&final_wait_lock);
-    if (!final_thread_started) {
-        final_thread_started = 1;
-        sigset_t all, old;
-        sigfillset(&all);
-        sigdelset(&all, gc_opt.signal);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, finalizer_main, NULL) != 0) final_thread_started = 0;
-        pthread_attr_destroy(&attr);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
+    /* The finalizer thread runs user code on the collected heap: it is registered, so it
+     * must take the stop signal. */
+    if (!final_thread_started)
+        final_thread_started = plat_spawn_detached(finalizer_main, NULL, 0, gc_opt.signal);
     atomic_store_explicit(&final_pending, 1, memory_order_release);
     pthread_cond_signal(&final_cv);
     pthread_mutex_unlock(&final_wait_lock);

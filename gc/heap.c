@@ -157,6 +157,26 @@ void gc_finish_sweep(void) {
     while (atomic_load_explicit(&sweeps_active, memory_order_acquire) != 0) sched_yield();
 }
 
+static uint32_t count_allocated(const alloc_span *s);
+
+/* Take every current span from cache c: for sweeping (unswept), or, swept already, to the
+ * partial or full list. */
+static void give_back(alloc_cache *c, bool unswept) {
+    for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
+        for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++) {
+            alloc_span *s = c->gc_cur[k][cls];
+            if (s == &alloc_empty_span) continue;
+            c->gc_cur[k][cls] = &alloc_empty_span;
+            gc_central *ce = &centrals[k][cls];
+            alloc_span_list *to = unswept ? &ce->unswept
+                                : count_allocated(s) < s->nelems ? &ce->partial : &ce->full;
+            alloc_lock(&ce->lock);
+            alloc_list_append(to, s);
+            alloc_unlock(&ce->lock);
+        }
+    }
+}
+
 /* ---- the background sweeper ------------------------------------------------------------------
  * An unregistered thread (the collector never stops it): after a paced cycle it sweeps the
  * unswept spans one at a time, racing allocating threads that sweep lazily (each span is
@@ -186,19 +206,7 @@ static void *sweeper_main(void *arg) {
 
 void gc_sweeper_wake(void) {
     pthread_mutex_lock(&sweeper_lock);
-    if (!sweeper_started) {
-        sweeper_started = 1;
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, sweeper_main, NULL) != 0) sweeper_started = 0;
-        pthread_attr_destroy(&attr);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
+    if (!sweeper_started) sweeper_started = plat_spawn_detached(sweeper_main, NULL, 0, 0);
     sweeper_work = 1;
     pthread_cond_signal(&sweeper_cv);
     pthread_mutex_unlock(&sweeper_lock);
@@ -234,19 +242,7 @@ void gc_prepare_sweep(void) {
     /* Every cache gives its current spans back (their threads are stopped outside any
      * collected allocation, or are not registered and never allocate collected memory). */
     alloc_lock(&alloc_cache_registry_lock);
-    for (alloc_cache *c = alloc_cache_registry; c; c = c->reg_next) {
-        for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
-            for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++) {
-                alloc_span *s = c->gc_cur[k][cls];
-                if (s == &alloc_empty_span) continue;
-                c->gc_cur[k][cls] = &alloc_empty_span;
-                gc_central *ce = &centrals[k][cls];
-                alloc_lock(&ce->lock);
-                alloc_list_append(&ce->unswept, s);
-                alloc_unlock(&ce->lock);
-            }
-        }
-    }
+    for (alloc_cache *c = alloc_cache_registry; c; c = c->reg_next) give_back(c, true);
     alloc_unlock(&alloc_cache_registry_lock);
     for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
         for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++) {
@@ -270,20 +266,8 @@ static uint32_t count_allocated(const alloc_span *s) {
 }
 
 /* Called by alloc/cache.c when a cache is recycled (thread exit): its current collected
- * spans go back to the partial lists (they were swept when the cache took them). */
-static void release_cache_spans(alloc_cache *c) {
-    for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
-        for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++) {
-            alloc_span *s = c->gc_cur[k][cls];
-            if (s == &alloc_empty_span) continue;
-            c->gc_cur[k][cls] = &alloc_empty_span;
-            gc_central *ce = &centrals[k][cls];
-            alloc_lock(&ce->lock);
-            alloc_list_append(count_allocated(s) < s->nelems ? &ce->partial : &ce->full, s);
-            alloc_unlock(&ce->lock);
-        }
-    }
-}
+ * spans go back to the swept lists (they were swept when the cache took them). */
+static void release_cache_spans(alloc_cache *c) { give_back(c, false); }
 
 void gc_for_each_span(void (*fn)(alloc_span *s, void *arg), void *arg) {
     for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {

@@ -342,20 +342,7 @@ static void *helper_main(void *arg) {
 static void start_helpers(void) {
     unsigned want = plat_ncpu() - 1;
     if (want > 7) want = 7;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    while (n_helpers < want) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &attr, helper_main, NULL);
-        pthread_attr_destroy(&attr);
-        if (rc != 0) break;
-        n_helpers++;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    while (n_helpers < want && plat_spawn_detached(helper_main, NULL, 0, 0)) n_helpers++;
 }
 
 uint64_t gc_drain(void) {

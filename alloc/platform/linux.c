@@ -7,6 +7,7 @@
 #include "cgc/platform.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,4 +138,20 @@ uint64_t plat_random_u64(void) {
     }
     errno = saved;
     return v;
+}
+
+bool plat_spawn_detached(void *(*fn)(void *), void *arg, size_t stack, int allow_signal) {
+    sigset_t all, old;
+    sigfillset(&all);
+    if (allow_signal) sigdelset(&all, allow_signal);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the new thread inherits this mask */
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (stack) pthread_attr_setstacksize(&attr, stack);
+    int rc = pthread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc == 0;
 }

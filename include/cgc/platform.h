@@ -44,6 +44,10 @@ _Noreturn void plat_abort(void);
 uint64_t plat_random_u64(void);
 /* Number of online CPUs (>= 1). */
 unsigned plat_ncpu(void);
+/* Start a detached helper thread running fn(arg) with every signal blocked except
+ * `allow_signal` (0: none), so a program's signals never land on it. stack: bytes, 0 for the
+ * default. Returns true if it started. May allocate (pthread_create does). */
+bool plat_spawn_detached(void *(*fn)(void *), void *arg, size_t stack, int allow_signal);
 /* Sleep for ns nanoseconds (may return early on a signal). */
 void   plat_sleep_ns(uint64_t ns);
 
