@@ -227,5 +227,14 @@ void cgc_print_stats(void) {
         (unsigned long long)st.threads, (unsigned long long)st.errors, st.mapped_bytes / mib,
         st.committed_bytes / mib, st.span_bytes / mib, st.large_bytes / mib,
         st.free_page_bytes / mib, st.released_bytes / mib, st.scavenged_bytes / mib);
+    if (st.gc_cycles > 0 && n < sizeof buf) {
+        n += alloc_fmt(buf + n, sizeof buf - n,
+            "cgc: stats: collector: %llu cycles, live %.1f MiB, heap %.1f MiB, goal %.1f MiB, "
+            "%llu objects freed, %llu finalizers run, stops %.3f ms total, %.3f ms max\n",
+            (unsigned long long)st.gc_cycles, st.gc_live_bytes / mib, st.gc_heap_bytes / mib,
+            st.gc_goal_bytes / mib, (unsigned long long)st.gc_freed_total,
+            (unsigned long long)st.gc_finalizers_run, st.gc_pause_total_ns / 1e6,
+            st.gc_pause_max_ns / 1e6);
+    }
     plat_write_stderr(buf, n);
 }
