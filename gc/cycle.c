@@ -527,6 +527,8 @@ void *cgc_alloc_array(const cgc_type *elem, size_t count) {
     int shape = type_shape(elem);
     if (shape == 1) return gc_alloc_kind(bytes, ALLOC_KIND_GC_SCAN);
     if (shape == 0) return gc_alloc_kind(bytes, ALLOC_KIND_GC_LEAF);
+    /* One small object: a span of its type, no header. */
+    if (count == 1 && bytes <= ALLOC_SMALL_MAX && elem->size > 0) return gc_alloc_typed1(elem);
     char *p = gc_alloc_kind(bytes + GC_HEADER, ALLOC_KIND_GC_TYPED);
     if (p == NULL) return NULL;
     gc_typed_header *h = (gc_typed_header *)p;

@@ -326,6 +326,7 @@ static alloc_span *new_span(unsigned kind, unsigned cls) {
     s->nelems = ci->nelems;
     s->used = 0;
     s->free = NULL;
+    s->gctype = NULL;
     atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
     for (unsigned w = 0; w < ALLOC_BITMAP_WORDS; w++) {
         atomic_store_explicit(&s->gcbits[w].alloc, 0, memory_order_relaxed);
@@ -464,6 +465,99 @@ void *gc_alloc_kind(size_t n, unsigned kind) {
         alloc_nostop_leave();
     }
     return alloc_slow(n, kind);
+}
+
+/* ---- typed objects without a header ----------------------------------------------------------
+ * A span of kind TYPED1 holds objects of one cgc_type (span->gctype), so its objects need no
+ * header. A thread's current TYPED1 span per class serves one type at a time: asking for
+ * another type files it and finds (or makes) a span of the new type. [nostop] */
+#define TYPED1_SEARCH 32
+
+static alloc_span *refill_typed1(alloc_cache *c, unsigned cls, const cgc_type *t) {
+    unsigned k = ALLOC_KIND_GC_TYPED1 - 1;
+    gc_central *ce = &centrals[k][cls];
+    alloc_span *old = c->gc_cur[k][cls];
+    c->gc_cur[k][cls] = &alloc_empty_span;
+    if (old != &alloc_empty_span) {
+        alloc_lock(&ce->lock);
+        alloc_list_append(count_allocated(old) < old->nelems ? &ce->partial : &ce->full, old);
+        alloc_unlock(&ce->lock);
+    }
+    /* A swept span of this type with room? */
+    alloc_lock(&ce->lock);
+    unsigned looked = 0;
+    for (alloc_span *s = ce->partial.head; s && looked < TYPED1_SEARCH; s = s->next, looked++) {
+        if (s->gctype != t || count_allocated(s) == s->nelems) continue;
+        alloc_list_remove(&ce->partial, s);
+        alloc_unlock(&ce->lock);
+        atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
+        c->gc_cur[k][cls] = s;
+        return s;
+    }
+    alloc_unlock(&ce->lock);
+    /* Sweep a few unswept ones (they need it anyway); use one of this type with room. */
+    for (unsigned i = 0; i < TYPED1_SEARCH; i++) {
+        alloc_lock(&ce->lock);
+        alloc_span *s = list_pop(&ce->unswept);
+        if (s) atomic_fetch_add_explicit(&sweeps_active, 1, memory_order_acq_rel);
+        alloc_unlock(&ce->lock);
+        if (s == NULL) break;
+        uint32_t live = sweep_small(s);
+        atomic_fetch_sub_explicit(&sweeps_active, 1, memory_order_acq_rel);
+        if (s->gctype == t && live > 0 && live < s->nelems) {
+            c->gc_cur[k][cls] = s;
+            return s;
+        }
+        file_swept(s, live);
+    }
+    alloc_span *s = new_span(ALLOC_KIND_GC_TYPED1, cls);
+    if (s) {
+        s->gctype = t;
+        c->gc_cur[k][cls] = s;
+    }
+    return s;
+}
+
+void *gc_alloc_typed1(const cgc_type *t) {
+    alloc_cache *c = alloc_tls_cache;
+    size_t n = t->size ? t->size : 1;
+    if (CGC_UNLIKELY(gc_self == NULL || !alloc_cache_valid(c))) {
+        gc_ensure_init();
+        gc_require_self("allocated from the collected heap");
+        if (!alloc_cache_valid(c)) c = alloc_cache_create();
+        if (!alloc_cache_valid(c)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    if (CGC_UNLIKELY(gc_opt.heap_max != UINT64_MAX) && gc_over_hard_cap(n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    unsigned cls = alloc_size_class(n);
+    unsigned k = ALLOC_KIND_GC_TYPED1 - 1;
+    alloc_nostop_enter();
+    alloc_span *s = c->gc_cur[k][cls];
+    uint32_t idx = s->gctype == t ? take_slot(s) : UINT32_MAX;
+    if (idx == UINT32_MAX) {
+        s = refill_typed1(c, cls, t);
+        idx = s ? take_slot(s) : UINT32_MAX;
+    }
+    void *p = idx == UINT32_MAX ? NULL : (void *)(s->start + (size_t)idx * s->elem_size);
+    size_t bytes = alloc_classes[cls].size;
+    if (p) memset(p, 0, bytes);
+    alloc_nostop_leave();
+    if (p == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    c->gc_alloc_local += bytes;
+    if (CGC_UNLIKELY(c->gc_alloc_local >= (64u << 10))) {
+        uint64_t b = c->gc_alloc_local;
+        c->gc_alloc_local = 0;
+        gc_account(b);
+    }
+    return p;
 }
 
 void gc_heap_init(void) { alloc_gc_cache_release_hook = release_cache_spans; }

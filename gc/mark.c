@@ -247,12 +247,8 @@ void gc_mark_range(uintptr_t lo, uintptr_t hi) {
     scan_words(lo, hi);
 }
 
-static void scan_typed(uintptr_t base) {
-    const gc_typed_header *h = (const gc_typed_header *)base;
-    const cgc_type *t = h->type;
-    if (t == NULL) return; /* being initialised: nothing stored yet */
-    uintptr_t elem = base + GC_HEADER;
-    for (size_t e = 0; e < h->count; e++, elem += t->size) {
+static void scan_elements(const cgc_type *t, uintptr_t elem, size_t count) {
+    for (size_t e = 0; e < count; e++, elem += t->size) {
         for (size_t w = 0; w < t->nwords; w++) {
             if (!((t->ptrmap[w / 64] >> (w % 64)) & 1)) continue;
             uintptr_t v = ((const uintptr_t *)elem)[w];
@@ -264,8 +260,21 @@ static void scan_typed(uintptr_t base) {
     }
 }
 
+static void scan_typed(uintptr_t base) {
+    const gc_typed_header *h = (const gc_typed_header *)base;
+    if (h->type == NULL) return; /* being initialised: nothing stored yet */
+    scan_elements(h->type, base + GC_HEADER, h->count);
+}
+
+/* One object of a TYPED1 span: the type is the span's. */
+static void scan_typed1(uintptr_t base) {
+    alloc_span *s = alloc_span_of((const void *)base);
+    if (s && s->gctype) scan_elements(s->gctype, base, 1);
+}
+
 static inline void scan_one(const gc_work *w) {
     if (w->kind == ALLOC_KIND_GC_TYPED) scan_typed(w->base);
+    else if (w->kind == ALLOC_KIND_GC_TYPED1) scan_typed1(w->base);
     else if (w->len > CHUNK) gc_mark_range(w->base, w->base + w->len);
     else scan_words(w->base, w->base + w->len);
 }

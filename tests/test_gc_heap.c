@@ -342,3 +342,35 @@ Test(threads, stats_while_collecting) {
     cgc_blocking_leave();
     cr_assert(st.gc_cycles > 0);
 }
+
+/* Two mixed-map types of the same size class, allocated alternately: each object is scanned
+ * with its own type's map (typed objects of one type share a span, without a header). */
+typedef struct ta { void *p; uintptr_t n; } ta; /* pointer, number */
+typedef struct tb { uintptr_t n; void *p; } tb; /* number, pointer */
+static const uint64_t ta_map[1] = {0x1}, tb_map[1] = {0x2};
+static const cgc_type ta_type = {sizeof(ta), 2, ta_map, "ta"};
+static const cgc_type tb_type = {sizeof(tb), 2, tb_map, "tb"};
+
+Test(heap, alternating_typed_objects_keep_their_own_maps) {
+    enum { N = 2000 };
+    void **volatile holders = cgc_alloc(2 * N * sizeof(void *));
+    static uintptr_t kept[2 * N], dropped[2 * N];
+    for (int i = 0; i < N; i++) {
+        ta *a = cgc_alloc_typed(&ta_type);
+        tb *b = cgc_alloc_typed(&tb_type);
+        cr_assert(a && b);
+        cr_assert_eq((uintptr_t)a % 16, 0);
+        kept[2 * i] = put_hidden(&a->p);
+        dropped[2 * i] = put_hidden((void *volatile *)&a->n);
+        kept[2 * i + 1] = put_hidden(&b->p);
+        dropped[2 * i + 1] = put_hidden((void *volatile *)&b->n);
+        holders[2 * i] = a;
+        holders[2 * i + 1] = b;
+    }
+    scrub_stack();
+    collect_n(3);
+    for (int i = 0; i < 2 * N; i++) {
+        cr_assert(alive(kept[i]) && intact_hidden(kept[i]), "pointer word %d lost its target", i);
+        cr_assert_not(alive(dropped[i]), "non-pointer word %d retained its target", i);
+    }
+}

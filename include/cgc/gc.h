@@ -111,6 +111,8 @@ typedef struct gc_typed_header {
 } gc_typed_header;
 extern _Atomic uint64_t gc_heap_bytes; /* bytes in collected slots: live + allocated since */
 void *gc_alloc_kind(size_t n, unsigned kind);
+/* One object of a small type with a mixed pointer map, in a span of that type (no header). */
+void *gc_alloc_typed1(const cgc_type *t);
 /* World stopped: take every span back from caches and put all collected spans up for
  * sweeping (they keep their mark bits until swept). */
 void gc_prepare_sweep(void);

@@ -103,8 +103,9 @@ enum alloc_span_kind {
     ALLOC_KIND_GC_SCAN = 1, /* collected, scanned conservatively */
     ALLOC_KIND_GC_TYPED = 2,/* collected, scanned by the pointer map in its header */
     ALLOC_KIND_GC_LEAF = 3, /* collected, never scanned */
+    ALLOC_KIND_GC_TYPED1 = 4, /* collected, every object of the span has span->gctype */
 };
-#define ALLOC_GC_KINDS 3
+#define ALLOC_GC_KINDS 4
 
 struct alloc_cache;
 
@@ -139,6 +140,7 @@ typedef struct alloc_span {
     uint8_t zeroed;           /* [heap] memory known to be all zero (fresh or released) */
     uint8_t released;         /* [heap] free span whose pages were returned to the OS */
     uint8_t on_central;       /* [central lock] on a central list */
+    const void *gctype;       /* ALLOC_KIND_GC_TYPED1: the cgc_type of every object */
     size_t npages;            /* [heap] */
     uint64_t freed_at_ns;                /* [heap] free span: when it was last freed */
     struct alloc_span *next, *prev;      /* list links (owner's bin, central, free runs) */
