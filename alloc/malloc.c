@@ -193,6 +193,10 @@ CGC_NOINLINE void alloc_free_slow(void *p, alloc_span *s) {
         alloc_report_error("free of a pointer cgc did not allocate", p);
         return;
     }
+    if (s->kind != ALLOC_KIND_MALLOC) {
+        alloc_report_error("free of a collected object (collected memory is never freed by hand)", p);
+        return;
+    }
     uint8_t state = alloc_span_state(s);
     if (state == SPAN_LARGE) {
         /* The CAS makes two racing frees of one block a reported error, not a corruption. */
@@ -262,7 +266,7 @@ void cgc_free(void *p) {
 
 /* Usable size of the live block starting at p, or 0 if p is not one. */
 static size_t live_block_size(const void *p, alloc_span *s) {
-    if (s == NULL) return 0;
+    if (s == NULL || s->kind != ALLOC_KIND_MALLOC) return 0; /* not ours, or collected */
     uintptr_t a = (uintptr_t)p;
     uint8_t state = alloc_span_state(s);
     if (state == SPAN_LARGE) return a == s->start ? s->npages * ALLOC_PAGE_SIZE : 0;

@@ -374,3 +374,27 @@ Test(heap, alternating_typed_objects_keep_their_own_maps) {
         cr_assert_not(alive(dropped[i]), "non-pointer word %d retained its target", i);
     }
 }
+
+Test(heap, free_of_a_collected_object_is_reported, .signal = SIGABRT) {
+    void *p = cgc_alloc(64);
+    cgc_free(p);
+}
+
+Test(heap, free_of_a_large_collected_object_is_reported, .signal = SIGABRT) {
+    void *p = cgc_alloc(100000);
+    cgc_free(p);
+}
+
+Test(heap, realloc_and_usable_size_refuse_collected_objects) {
+    setenv("CGC_ON_ERROR", "warn", 1);
+    alloc_read_options();
+    void *volatile p = cgc_alloc(64);
+    cr_assert_eq(cgc_usable_size(p), 0);
+    cr_assert_null(cgc_realloc(p, 128));
+    cgc_free(p); /* reported, ignored */
+    cgc_collect();
+    cr_assert_null(gc_heap_check());
+    cgc_stats st;
+    cgc_get_stats(&st);
+    cr_assert_eq(st.errors, 2);
+}
