@@ -167,6 +167,7 @@ static int final_thread_started;
 
 void cgc_set_finalizer(void *obj, void (*fn)(void *obj, void *arg), void *arg) {
     gc_ensure_init();
+    if (obj == NULL) return;
     alloc_lock(&final_lock);
     for (fin **pp = &final_table; *pp; pp = &(*pp)->next) {
         if ((*pp)->obj == (uintptr_t)obj) {
