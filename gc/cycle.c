@@ -365,6 +365,7 @@ static void stopped_work(cycle_times *ct) {
     for (gc_thread *t = gc_threads; t; t = t->next) n++;
     ct->nthreads = n;
     gc_marked_bytes = 0;
+    gc_mark_reset_cache();
     /* Taken only now: a mutator waiting for it is in a no-stop region and would never
      * acknowledge the stop if we had held it across stop_world. */
     gc_roots_lock();

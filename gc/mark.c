@@ -121,8 +121,41 @@ static bool pop(gc_work *out) {
     return true;
 }
 
+/* The marker's last span: consecutive candidates often fall in the same span (objects
+ * allocated together), and then the page-map lookup is skipped. Valid for one drain only:
+ * spans are not freed while the world is stopped (sweeping finished before the stop and
+ * resumes after it). */
+static CGC_TLS alloc_span *last_span;
+static CGC_TLS uintptr_t last_lo_x, last_len; /* start ^ ALLOC_DISGUISE: TLS is a root */
+
+void gc_mark_reset_cache(void) { last_len = 0; }
+
+static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base, size_t *size,
+                             alloc_span **span);
+
+/* For marking only (between gc_mark_reset_cache and the end of the stop). */
+static inline bool find_object_cached(uintptr_t p, uintptr_t *base, size_t *size,
+                                      alloc_span **span) {
+    alloc_span *s;
+    if (p - (last_lo_x ^ ALLOC_DISGUISE) < last_len) {
+        s = last_span;
+    } else {
+        s = alloc_span_of((void *)p);
+        if (s && alloc_span_state(s) == SPAN_SMALL && s->kind >= ALLOC_KIND_GC_SCAN) {
+            last_span = s;
+            last_lo_x = s->start ^ ALLOC_DISGUISE;
+            last_len = (uintptr_t)s->nelems * s->elem_size;
+        }
+    }
+    return object_in(s, p, base, size, span);
+}
+
 static inline bool find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc_span **span) {
-    alloc_span *s = alloc_span_of((void *)p);
+    return object_in(alloc_span_of((void *)p), p, base, size, span);
+}
+
+static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base, size_t *size,
+                             alloc_span **span) {
     if (s == NULL || s->kind < ALLOC_KIND_GC_SCAN) return false;
     uint8_t st = alloc_span_state(s);
     if (st == SPAN_SMALL) {
@@ -167,7 +200,7 @@ bool gc_is_marked(uintptr_t p) {
 /* The checkmark pass marks into this side set instead (open addressing on object bases). */
 static uintptr_t *cm_table;
 static size_t cm_cap, cm_count;
-static CGC_TLS uintptr_t cm_referrer; /* for the error message */
+static CGC_TLS uintptr_t cm_referrer_x; /* for checkmark's message; ^ALLOC_DISGUISE (TLS is a root) */
 
 static bool cm_insert(uintptr_t base) {
     if ((cm_count + 1) * 2 > cm_cap) {
@@ -199,7 +232,7 @@ static CGC_NOINLINE _Noreturn void checkmark_failed(uintptr_t base, size_t size)
     char buf[256];
     size_t n = alloc_fmt(buf, sizeof buf,
         "cgc: checkmark: object %p (size %zu) is reachable from the word at %p but was not "
-        "marked\n", (void *)base, size, (void *)cm_referrer);
+        "marked\n", (void *)base, size, (void *)(cm_referrer_x ^ ALLOC_DISGUISE));
     plat_write_stderr(buf, n);
     plat_abort();
 }
@@ -208,7 +241,7 @@ static inline void shade(uintptr_t p) {
     uintptr_t base;
     size_t size;
     alloc_span *s;
-    if (!find_object(p, &base, &size, &s)) return;
+    if (!find_object_cached(p, &base, &size, &s)) return;
     if (CGC_UNLIKELY(gc_checkmark_active)) {
         if (!cm_insert(base)) return;
         if (!gc_is_marked(base)) checkmark_failed(base, size);
@@ -231,7 +264,7 @@ static inline void scan_words(uintptr_t lo, uintptr_t hi) {
     for (uintptr_t a = lo; a + 8 <= hi; a += 8) {
         uintptr_t v = *(const uintptr_t *)a;
         if (v - hlo < span) {
-            cm_referrer = a;
+            cm_referrer_x = a ^ ALLOC_DISGUISE;
             shade(v);
         }
     }
@@ -253,7 +286,7 @@ static void scan_elements(const cgc_type *t, uintptr_t elem, size_t count) {
             if (!((t->ptrmap[w / 64] >> (w % 64)) & 1)) continue;
             uintptr_t v = ((const uintptr_t *)elem)[w];
             if (v >= 4096 && !(v >> ALLOC_ADDR_BITS)) {
-                cm_referrer = elem + w * 8;
+                cm_referrer_x = (elem + w * 8) ^ ALLOC_DISGUISE;
                 shade(v);
             }
         }
@@ -303,6 +336,7 @@ static void maybe_share(void) {
 }
 
 static uint64_t drain_local(void) {
+    last_len = 0; /* spans may have changed since the last drain */
     uint64_t scanned = 0;
     unsigned since_share = 0;
     gc_work fifo[PREFETCH_DEPTH];
@@ -393,6 +427,7 @@ uint64_t gc_drain(void) {
 
 /* ---- checkmark ------------------------------------------------------------------------------- */
 void gc_checkmark(void) {
+    gc_mark_reset_cache();
     cm_count = 0;
     if (cm_table) memset(cm_table, 0, cm_cap * sizeof(uintptr_t));
     gc_checkmark_active = 1;

@@ -97,6 +97,8 @@ uint64_t gc_drain(void);
 /* Base and size of the live collected object containing p, or false. */
 bool gc_find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc_span **span);
 bool gc_is_marked(uintptr_t p);
+/* Forget the marker's cached span (at the start of each stop: spans change between cycles). */
+void gc_mark_reset_cache(void);
 extern uint64_t gc_marked_bytes; /* bytes of objects marked this cycle */
 /* Checkmark: re-mark from the roots into a side table; abort on an unmarked reachable
  * object. The world is stopped and marking is complete. */
