@@ -56,6 +56,13 @@ void *alloc_meta_alloc(size_t size) {
     return r;
 }
 
+void *alloc_meta_new(size_t size) {
+    alloc_lock(&alloc_heap_lock);
+    void *p = alloc_meta_alloc(size);
+    alloc_unlock(&alloc_heap_lock);
+    return p;
+}
+
 static alloc_arena *arena_register(uintptr_t base) {
     alloc_arena *ar = plat_map(sizeof(alloc_arena));
     if (ar == NULL) return NULL;

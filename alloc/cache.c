@@ -61,7 +61,7 @@ void alloc_cache_init(alloc_cache *c) {
 }
 
 /* ---- spans ----------------------------------------------------------------------------- */
-void alloc_span_init_small(alloc_span *s, unsigned cls, unsigned kind) {
+void alloc_span_set_class(alloc_span *s, unsigned cls, unsigned kind) {
     const alloc_class_info *ci = &alloc_classes[cls];
     s->sizeclass = (uint8_t)cls;
     s->kind = (uint8_t)kind;
@@ -69,6 +69,10 @@ void alloc_span_init_small(alloc_span *s, unsigned cls, unsigned kind) {
     s->divmul = ci->divmul;
     s->nelems = ci->nelems;
     s->used = 0;
+}
+
+void alloc_span_init_small(alloc_span *s, unsigned cls, unsigned kind) {
+    alloc_span_set_class(s, cls, kind);
     s->in_full = 0;
     atomic_store_explicit(&s->remote_n, 0, memory_order_relaxed);
     atomic_store_explicit(&s->full, 0, memory_order_relaxed);
@@ -321,9 +325,7 @@ alloc_cache *alloc_cache_create(void) {
     for (c = alloc_cache_registry; c; c = c->reg_next)
         if (!c->live) break;
     if (c == NULL) {
-        alloc_lock(&alloc_heap_lock);
-        c = alloc_meta_alloc(sizeof(alloc_cache));
-        alloc_unlock(&alloc_heap_lock);
+        c = alloc_meta_new(sizeof(alloc_cache));
         if (c == NULL) {
             alloc_unlock(&alloc_cache_registry_lock);
             return NULL;

@@ -188,9 +188,7 @@ void cgc_set_finalizer(void *obj, void (*fn)(void *obj, void *arg), void *arg) {
         fin *f = final_free;
         if (f) final_free = f->next;
         else {
-            alloc_lock(&alloc_heap_lock);
-            f = alloc_meta_alloc(sizeof(fin));
-            alloc_unlock(&alloc_heap_lock);
+            f = alloc_meta_new(sizeof(fin));
         }
         if (f) {
             *f = (fin){(uintptr_t)obj, fn, arg, final_table};
@@ -301,9 +299,7 @@ cgc_weak *cgc_weak_new(void *obj) {
     weak_ref *r = weak_free;
     if (r) weak_free = r->next;
     else {
-        alloc_lock(&alloc_heap_lock);
-        r = alloc_meta_alloc(sizeof(weak_ref));
-        alloc_unlock(&alloc_heap_lock);
+        r = alloc_meta_new(sizeof(weak_ref));
     }
     if (r) {
         r->h = h;

@@ -294,6 +294,17 @@ void gc_for_each_span(void (*fn)(alloc_span *s, void *arg), void *arg) {
 
 /* ---- allocation ---------------------------------------------------------------------------- */
 
+/* Add an allocation's bytes to the pacer, in 64 KiB batches per thread (gc_account may run
+ * a collection: the caller's new object is on its stack, so it survives). */
+static inline void charge(alloc_cache *c, size_t bytes) {
+    c->gc_alloc_local += bytes;
+    if (CGC_UNLIKELY(c->gc_alloc_local >= (64u << 10))) {
+        uint64_t b = c->gc_alloc_local;
+        c->gc_alloc_local = 0;
+        gc_account(b);
+    }
+}
+
 /* Next free slot of s from its free index, marked allocated; or UINT32_MAX. [owner] */
 static inline uint32_t take_slot(alloc_span *s) {
     uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
@@ -316,15 +327,9 @@ static inline uint32_t take_slot(alloc_span *s) {
 }
 
 static alloc_span *new_span(unsigned kind, unsigned cls) {
-    const alloc_class_info *ci = &alloc_classes[cls];
-    alloc_span *s = alloc_heap_alloc(ci->npages, 1, false);
+    alloc_span *s = alloc_heap_alloc(alloc_classes[cls].npages, 1, false);
     if (s == NULL) return NULL;
-    s->sizeclass = (uint8_t)cls;
-    s->kind = (uint8_t)kind;
-    s->elem_size = ci->size;
-    s->divmul = ci->divmul;
-    s->nelems = ci->nelems;
-    s->used = 0;
+    alloc_span_set_class(s, cls, kind);
     s->free = NULL;
     s->gctype = NULL;
     atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
@@ -431,12 +436,7 @@ static CGC_NOINLINE void *alloc_slow(size_t n, unsigned kind) {
         errno = ENOMEM;
         return NULL;
     }
-    c->gc_alloc_local += bytes;
-    if (c->gc_alloc_local >= (64u << 10) || n > ALLOC_SMALL_MAX) {
-        uint64_t b = c->gc_alloc_local;
-        c->gc_alloc_local = 0;
-        gc_account(b); /* may run a collection: p is on our stack, so it survives */
-    }
+    charge(c, bytes); /* a large object is >= 32 KiB: the pacer hears of it soon enough */
     return p;
 }
 
@@ -454,12 +454,7 @@ void *gc_alloc_kind(size_t n, unsigned kind) {
             size_t bytes = s->elem_size;
             memset(p, 0, bytes);
             alloc_nostop_leave();
-            c->gc_alloc_local += bytes;
-            if (CGC_UNLIKELY(c->gc_alloc_local >= (64u << 10))) {
-                uint64_t b = c->gc_alloc_local;
-                c->gc_alloc_local = 0;
-                gc_account(b);
-            }
+            charge(c, bytes);
             return p;
         }
         alloc_nostop_leave();
@@ -551,12 +546,7 @@ void *gc_alloc_typed1(const cgc_type *t) {
         errno = ENOMEM;
         return NULL;
     }
-    c->gc_alloc_local += bytes;
-    if (CGC_UNLIKELY(c->gc_alloc_local >= (64u << 10))) {
-        uint64_t b = c->gc_alloc_local;
-        c->gc_alloc_local = 0;
-        gc_account(b);
-    }
+    charge(c, bytes);
     return p;
 }
 

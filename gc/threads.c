@@ -163,9 +163,7 @@ int cgc_thread_register(void) {
     if (t) free_threads = t->next;
     pthread_mutex_unlock(&gc_threads_lock);
     if (t == NULL) {
-        alloc_lock(&alloc_heap_lock);
-        t = alloc_meta_alloc(sizeof(gc_thread));
-        alloc_unlock(&alloc_heap_lock);
+        t = alloc_meta_new(sizeof(gc_thread));
         if (t == NULL) return ENOMEM;
     }
     memset(t, 0, sizeof *t);
@@ -203,9 +201,7 @@ void cgc_thread_unregister(void) {
 void gc_register_initial_thread(void) {
     if (!main_noted || pthread_equal(pthread_self(), main_thread)) return; /* main registers itself */
     gc_thread *t;
-    alloc_lock(&alloc_heap_lock);
-    t = alloc_meta_alloc(sizeof(gc_thread));
-    alloc_unlock(&alloc_heap_lock);
+    t = alloc_meta_new(sizeof(gc_thread));
     if (t == NULL) return;
     memset(t, 0, sizeof *t);
     t->self = main_thread;

@@ -223,6 +223,8 @@ alloc_arena *alloc_arena_of(uintptr_t addr);
 /* Metadata memory (never freed, never returned): bump allocation from mapped chunks.
  * The heap lock must be held. Returns zeroed memory or NULL. */
 void *alloc_meta_alloc(size_t size);
+/* The same, taking the heap lock itself. */
+void *alloc_meta_new(size_t size);
 
 /* ---- page heap (alloc/pageheap.c) ----------------------------------------------------- */
 extern pthread_mutex_t alloc_heap_lock;
@@ -313,6 +315,8 @@ void alloc_cache_destroy(alloc_cache *c);
 /* Collect pending remote frees of s into its free list. The caller owns s (or holds the
  * central lock of an unowned s). */
 void alloc_span_collect(alloc_span *s);
+/* Fill in a fresh small span's class fields (size, count, divisor, kind); used = 0. */
+void alloc_span_set_class(alloc_span *s, unsigned cls, unsigned kind);
 /* Does s have a slot to hand out (on its free list or never used)? [owner] */
 static inline bool alloc_span_has_room(const alloc_span *s) {
     return s->free != NULL ||
