@@ -41,7 +41,6 @@ static uint64_t live_after_mark;
 static _Atomic uint64_t cycles;
 static uint64_t pause_total, pause_max, pauses[CGC_STATS_PAUSES];
 static uint64_t start_ns;
-static _Atomic uint64_t finalizers_run;
 
 
 /* ---- options ---------------------------------------------------------------------------------- */
@@ -109,6 +108,18 @@ void gc_read_options(void) {
         if (sig > 0 && sig < 65 && sig != SIGKILL && sig != SIGSTOP) gc_opt.signal = sig;
         else bad("CGC_SIGNAL", v);
     }
+    if ((v = plat_getenv("CGC_STOPTHEWORLD")) != NULL) gc_opt.stop_the_world = atoi(v) != 0;
+    if ((v = plat_getenv("CGC_DEBUG_BARRIER")) != NULL) {
+        if (strcmp(v, "no-deletion") == 0) gc_opt.barrier_debug = 1;
+        else if (strcmp(v, "no-insertion") == 0) gc_opt.barrier_debug = 2;
+        else if (strcmp(v, "full") == 0) gc_opt.barrier_debug = 0;
+        else bad("CGC_DEBUG_BARRIER", v);
+        if (gc_opt.barrier_debug) {
+            static const char msg[] = "cgc: warning: CGC_DEBUG_BARRIER disables half of the write "
+                                      "barrier: objects WILL be lost (a test of CGC_CHECKMARK)\n";
+            plat_write_stderr(msg, sizeof msg - 1);
+        }
+    }
     if ((v = plat_getenv("CGC_FINALIZERS")) != NULL) {
         if (strcmp(v, "thread") == 0) gc_opt.finalizer_thread = 1;
         else if (strcmp(v, "manual") == 0) gc_opt.finalizer_thread = 0;
@@ -147,198 +158,19 @@ void gc_ensure_init(void) {
     pthread_mutex_unlock(&init_lock);
 }
 
-/* ---- finalizers ---------------------------------------------------------------------------------- */
-typedef struct fin {
-    uintptr_t obj;
-    void (*fn)(void *, void *);
-    void *arg;
-    struct fin *next;
-} fin;
-static pthread_mutex_t final_lock = PTHREAD_MUTEX_INITIALIZER; /* no-stop: the cycle takes it */
-/* The finalizer thread sleeps on its own mutex and condition: it may be held (blocking)
- * by a stopped world while it owns them, and the cycle never takes them. */
-static pthread_mutex_t final_wait_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t final_cv = PTHREAD_COND_INITIALIZER;
-static _Atomic int final_pending; /* final_ready is non-empty (a hint for the thread) */
-static fin *final_table; /* [final_lock] registered, object still reachable */
-static fin *final_ready; /* [final_lock] object unreachable: to run, object kept alive */
-static fin *final_free;
-static int final_thread_started;
-
-void cgc_set_finalizer(void *obj, void (*fn)(void *obj, void *arg), void *arg) {
-    gc_ensure_init();
-    if (obj == NULL) return;
-    alloc_lock(&final_lock);
-    for (fin **pp = &final_table; *pp; pp = &(*pp)->next) {
-        if ((*pp)->obj == (uintptr_t)obj) {
-            fin *f = *pp;
-            if (fn == NULL) { /* remove */
-                *pp = f->next;
-                f->next = final_free;
-                final_free = f;
-            } else {
-                f->fn = fn;
-                f->arg = arg;
-            }
-            alloc_unlock(&final_lock);
-            return;
-        }
-    }
-    if (fn) {
-        fin *f = final_free;
-        if (f) final_free = f->next;
-        else {
-            f = alloc_meta_new(sizeof(fin));
-        }
-        if (f) {
-            *f = (fin){(uintptr_t)obj, fn, arg, final_table};
-            final_table = f;
-        }
-    }
-    alloc_unlock(&final_lock);
-}
-
-/* World stopped, roots marked: objects with finalizers that nothing reached move to the
- * ready queue and are marked (with everything they reach) so they survive this cycle. */
-void gc_process_finalizers(void) {
-    fin **pp = &final_table;
-    while (*pp) {
-        fin *f = *pp;
-        if (gc_is_marked(f->obj)) {
-            pp = &f->next;
-            continue;
-        }
-        *pp = f->next;
-        f->next = final_ready;
-        final_ready = f;
-    }
-    gc_scan_finalizer_roots();
-    gc_drain();
-}
-
-void gc_scan_finalizer_roots(void) {
-    for (fin *f = final_ready; f; f = f->next) gc_shade(f->obj);
-}
-
-int cgc_run_finalizers(void) {
-    gc_ensure_init();
-    int n = 0;
-    for (;;) {
-        /* The object must reach this stack before the lock is dropped: once the entry is
-         * off the ready queue, this frame is the only thing keeping it alive, and the world
-         * can stop as soon as we leave the (no-stop) lock. */
-        void *volatile obj = NULL;
-        void (*fn)(void *, void *) = NULL;
-        void *arg = NULL;
-        alloc_lock(&final_lock);
-        fin *f = final_ready;
-        if (f) {
-            final_ready = f->next;
-            obj = (void *)f->obj;
-            fn = f->fn;
-            arg = f->arg;
-            f->next = final_free;
-            final_free = f;
-        }
-        alloc_unlock(&final_lock);
-        if (f == NULL) break;
-        fn(obj, arg);
-        obj = NULL;
-        n++;
-        atomic_fetch_add_explicit(&finalizers_run, 1, memory_order_relaxed);
-    }
-    return n;
-}
-
-static void *finalizer_main(void *arg) {
-    (void)arg;
-    cgc_thread_register();
-    for (;;) {
-        cgc_blocking_enter();
-        pthread_mutex_lock(&final_wait_lock);
-        while (!atomic_load_explicit(&final_pending, memory_order_acquire))
-            pthread_cond_wait(&final_cv, &final_wait_lock);
-        atomic_store_explicit(&final_pending, 0, memory_order_relaxed);
-        pthread_mutex_unlock(&final_wait_lock);
-        cgc_blocking_leave();
-        cgc_run_finalizers();
-    }
-    return NULL;
-}
-
-static void wake_finalizers(void) {
-    alloc_lock(&final_lock);
-    bool any = final_ready != NULL;
-    alloc_unlock(&final_lock);
-    if (!gc_opt.finalizer_thread || !any) return;
-    pthread_mutex_lock(&final_wait_lock);
-    /* The finalizer thread runs user code on the collected heap: it is registered, so it
-     * must take the stop signal. */
-    if (!final_thread_started)
-        final_thread_started = plat_spawn_detached(finalizer_main, NULL, 0, gc_opt.signal);
-    atomic_store_explicit(&final_pending, 1, memory_order_release);
-    pthread_cond_signal(&final_cv);
-    pthread_mutex_unlock(&final_wait_lock);
-}
-
-/* ---- weak handles ---------------------------------------------------------------------------- */
-struct cgc_weak {
-    void *target; /* cleared by the collector once the target is collected */
-};
-typedef struct weak_ref {
-    cgc_weak *h;
-    struct weak_ref *next;
-} weak_ref;
-static weak_ref *weak_list, *weak_free; /* [final_lock] */
-
-cgc_weak *cgc_weak_new(void *obj) {
-    cgc_weak *h = cgc_alloc_leaf(sizeof(cgc_weak)); /* leaf: the target is not traced */
-    if (h == NULL) return NULL;
-    h->target = obj;
-    alloc_lock(&final_lock);
-    weak_ref *r = weak_free;
-    if (r) weak_free = r->next;
-    else {
-        r = alloc_meta_new(sizeof(weak_ref));
-    }
-    if (r) {
-        r->h = h;
-        r->next = weak_list;
-        weak_list = r;
-    }
-    alloc_unlock(&final_lock);
-    return h;
-}
-
-void *cgc_weak_get(const cgc_weak *w) {
-    /* Marking happens with the world stopped, so a plain read is consistent. */
-    return w ? ((volatile const cgc_weak *)w)->target : NULL;
-}
-
-/* World stopped, finalizers processed: clear handles whose target is unmarked; forget
- * handles that are themselves unmarked (collected). */
-void gc_process_weak(void) {
-    weak_ref **pp = &weak_list;
-    while (*pp) {
-        weak_ref *r = *pp;
-        if (!gc_is_marked((uintptr_t)r->h)) {
-            *pp = r->next;
-            r->next = weak_free;
-            weak_free = r;
-            continue;
-        }
-        if (r->h->target && !gc_is_marked((uintptr_t)r->h->target)) r->h->target = NULL;
-        pp = &r->next;
-    }
-}
-
-/* ---- the cycle -------------------------------------------------------------------------------- */
-typedef struct cycle_times {
-    uint64_t t_start, stop_wait, t_stopped, t_marked, t_end;
-    uint64_t prev_freed; /* objects the previous cycle's sweep reclaimed (complete by now) */
-    uint64_t heap_before;
-    unsigned nthreads;
-} cycle_times;
+/* ---- pacing ----------------------------------------------------------------------------------- */
+_Atomic int gc_marking;
+static _Atomic uint64_t gc_trigger = MIN_GOAL * 7 / 10;
+/* The last completed concurrent mark, for the trigger: bytes allocated during it, and the
+ * scan work it did. */
+static uint64_t last_mark_alloc, last_mark_work;
+/* The cycle in progress [atomic: read by assists]. */
+static _Atomic uint64_t mark_heap_start;   /* gc_heap_bytes when marking began */
+static _Atomic uint64_t mark_work_expected;/* scan work this cycle should need */
+static _Atomic uint64_t mark_work_done;    /* scan work done so far (worker + assists) */
+static _Atomic int64_t bg_credit;          /* worker's work not yet claimed by assists */
+static _Atomic uint64_t assist_ns_total, worker_ns_total;
+static _Atomic uint64_t cycle_assist_ns;
 
 static void compute_goal(void) {
     uint64_t goal = MIN_GOAL;
@@ -352,11 +184,57 @@ static void compute_goal(void) {
                                                                    : live_after_mark + (1u << 20);
     }
     atomic_store_explicit(&gc_goal, goal, memory_order_relaxed);
+    /* The trigger (DESIGN §3.5): start early enough that the allocation expected during
+     * the mark — measured last cycle, per byte of scan work — fits under the goal; kept
+     * between 70% and 95% of the runway. */
+    uint64_t runway = goal > live_after_mark ? goal - live_after_mark : 0;
+    uint64_t lo = live_after_mark + runway * 7 / 10, hi = live_after_mark + runway * 95 / 100;
+    uint64_t trig = lo;
+    if (last_mark_work > 0) {
+        double per_work = (double)last_mark_alloc / (double)last_mark_work;
+        double need = per_work * (double)(live_after_mark + gc_roots_bytes_last) * 1.1;
+        trig = need >= (double)goal ? 0 : goal - (uint64_t)need;
+        if (trig < lo) trig = lo;
+        if (trig > hi) trig = hi;
+    }
+    if (gc_opt.stop_the_world) trig = goal;
+    atomic_store_explicit(&gc_trigger, trig, memory_order_relaxed);
 }
 
+/* ---- statistics of stops ---------------------------------------------------------------------- */
+static uint64_t stops, stop_wait_total, stop_wait_max, hold_max;
+
+/* One stop of the world: requested at t_req, every thread stopped at t_stopped, restarted
+ * at t_end. The pause is t_end - t_req (a thread that stopped first waited that long). */
+static void record_stop(uint64_t t_req, uint64_t t_stopped, uint64_t t_end) {
+    uint64_t pause = t_end - t_req, wait = t_stopped - t_req;
+    pauses[stops % CGC_STATS_PAUSES] = pause;
+    stops++;
+    pause_total += pause;
+    if (pause > pause_max) pause_max = pause;
+    stop_wait_total += wait;
+    if (wait > stop_wait_max) stop_wait_max = wait;
+}
+
+/* ---- the cycle -------------------------------------------------------------------------------- */
+typedef struct cycle_times {
+    uint64_t t_start;          /* the cycle began (sweep termination) */
+    uint64_t s1_req, s1_stopped, s1_end; /* stop 1 (barrier on) */
+    uint64_t s2_req, s2_stopped, s2_end; /* stop 2 (mark termination; the last attempt) */
+    uint64_t t_end;
+    uint64_t prev_freed;       /* objects the previous cycle's sweep reclaimed (complete by now) */
+    uint64_t heap_before, heap_marked;
+    uint64_t holds, hold_max;  /* single-thread stops: stack scans and handshakes */
+    uint64_t rounds, attempts; /* handshake rounds; final stops that found work and resumed */
+    uint64_t worker_ns, assist_ns, stw_mark_ns;
+    unsigned nthreads;
+    bool forced;
+} cycle_times;
+
 static void stopped_work(cycle_times *ct) {
-    ct->stop_wait = gc_stop_world();
-    ct->t_stopped = plat_now_ns();
+    ct->s1_req = plat_now_ns();
+    gc_stop_world();
+    ct->s1_stopped = plat_now_ns();
     unsigned n = 0;
     for (gc_thread *t = gc_threads; t; t = t->next) n++;
     ct->nthreads = n;
@@ -368,100 +246,462 @@ static void stopped_work(cycle_times *ct) {
     gc_scan_roots();
     gc_scan_finalizer_roots();
     gc_drain();
-    alloc_lock(&final_lock);
+    gc_final_lock();
     gc_process_finalizers();
     gc_process_weak();
-    alloc_unlock(&final_lock);
+    gc_final_unlock();
     if (gc_opt.checkmark) gc_checkmark();
     gc_roots_unlock();
-    ct->t_marked = plat_now_ns();
-    live_after_mark = gc_marked_bytes;
+    live_after_mark = gc_marked_bytes + gc_mark_take_marked();
+    ct->heap_marked = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
     atomic_store_explicit(&gc_heap_bytes, live_after_mark, memory_order_relaxed);
     compute_goal();
     gc_prepare_sweep();
     gc_start_world();
-    ct->t_end = plat_now_ns();
+    ct->s1_end = ct->t_end = plat_now_ns();
+    ct->stw_mark_ns = ct->s1_end - ct->s1_stopped;
+    record_stop(ct->s1_req, ct->s1_stopped, ct->s1_end);
 }
 
-static int cycle_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+static int stw_cb(struct dl_phdr_info *info, size_t size, void *arg) {
     (void)info;
     (void)size;
     stopped_work(arg);
     return 1; /* once: the loader lock is what we wanted */
 }
 
-static void trace_line(const cycle_times *ct) {
-    const double ms = 1e6, mb = 1024.0 * 1024.0;
-    uint64_t n = atomic_load_explicit(&cycles, memory_order_relaxed);
-    double since = (double)(ct->t_start - start_ns) / 1e9;
-    double wall = (double)(ct->t_end - ct->t_start);
-    double share = since > 0 ? 100.0 * (double)pause_total / ((double)(ct->t_end - start_ns)) : 0;
-    char buf[400];
-    size_t len = alloc_fmt(buf, sizeof buf,
-        "cgc %llu @%.3fs %.0f%%: %.3f+%.3f+%.3f ms clock, %.3f ms stopped, %.1f->%.1f MB, "
-        "%.1f MB goal, %.1f MB roots, %llu freed by the last sweep, %u T\n",
-        (unsigned long long)n, since, share, (double)ct->stop_wait / ms,
-        (double)(ct->t_marked - ct->t_stopped) / ms, (double)(ct->t_end - ct->t_marked) / ms,
-        wall / ms, (double)ct->heap_before / mb, (double)live_after_mark / mb,
-        (double)atomic_load_explicit(&gc_goal, memory_order_relaxed) / mb,
-        (double)gc_roots_bytes_last / mb,
-        (unsigned long long)ct->prev_freed, ct->nthreads);
-    plat_write_stderr(buf, len);
+/* ---- the concurrent cycle (DESIGN §3.1) ----------------------------------------------------------
+ * States, in order; the coordinator thread (unregistered, never stopped) runs them:
+ *   SWEEP_TERM  finish the last sweep (concurrent), then stop 1 at safe points: empty the
+ *               barrier buffers, turn the barrier on, allocate black; restart.
+ *   MARK        scan each thread's stack with only that thread held; scan data/bss,
+ *               registered roots and finalizer roots; drain the grey work (the worker at a
+ *               quarter of the CPUs, plus allocating threads' assists).
+ *   MARK_TERM   handshake: hold each thread in turn and empty its barrier buffer; repeat
+ *               until a round finds no work; then stop 2: empty the buffers again, rescan
+ *               data/bss (ordinary C code writes it without a barrier), drain what that found
+ *               — or, past a small budget, restart and go back to MARK —, ready finalizers,
+ *               clear weak handles, (checkmark), compute the goal, barrier off, put the spans
+ *               up for sweeping; restart.
+ *   SWEEP       lazy (allocation) and the background sweeper.
+ * Nothing in either stop is proportional to the heap: stop 1 touches the thread list; stop 2
+ * the thread list, the barrier buffers, data/bss and the finalizer and weak tables, plus at
+ * most TERM_BUDGET bytes of marking. */
+#define TERM_BUDGET ((uint64_t)64 << 10)  /* marking allowed inside stop 2 */
+#define SLICE ((uint64_t)32 << 10)        /* one assist or worker step */
+#define TERM_ATTEMPTS 8
+
+static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
+    uint64_t t0 = plat_now_ns();
+    gc_hold_thread(t);
+    if (scan) {
+        gc_scan_thread(t);
+        atomic_store_explicit(&t->alloc_black, 1, memory_order_relaxed);
+    }
+    gc_barrier_flush(t);
+    gc_start_world();
+    uint64_t d = plat_now_ns() - t0;
+    ct->holds++;
+    if (d > ct->hold_max) ct->hold_max = d;
 }
 
-static void collect(bool finish_sweep) {
-    gc_ensure_init();
-    gc_require_self("ran a collection");
-    gc_finish_sweep(); /* sweep termination: marks must describe this cycle only */
+static void stop1(cycle_times *ct) {
+    pthread_mutex_lock(&gc_threads_lock);
+    ct->s1_req = plat_now_ns();
+    gc_stop_world();
+    ct->s1_stopped = plat_now_ns();
+    unsigned n = 0;
+    for (gc_thread *t = gc_threads; t; t = t->next) {
+        atomic_store_explicit(&t->wb_n, 0, memory_order_relaxed); /* last cycle's leftovers */
+        atomic_store_explicit(&t->alloc_black, 0, memory_order_relaxed);
+        n++;
+    }
+    ct->nthreads = n;
+    gc_marked_bytes = 0;
+    gc_mark_take_marked();
+    uint64_t heap = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
+    atomic_store_explicit(&mark_heap_start, heap, memory_order_relaxed);
+    atomic_store_explicit(&mark_work_expected, live_after_mark + gc_roots_bytes_last + (1u << 20),
+                          memory_order_relaxed);
+    atomic_store_explicit(&mark_work_done, 0, memory_order_relaxed);
+    atomic_store_explicit(&bg_credit, 0, memory_order_relaxed);
+    atomic_store_explicit(&cycle_assist_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&gc_marking, 1, memory_order_seq_cst);
+    gc_barrier_set(true);
+    atomic_store_explicit(&gc_alloc_mode, GC_ALLOC_BLACK, memory_order_seq_cst);
+    gc_start_world();
+    ct->s1_end = plat_now_ns();
+    record_stop(ct->s1_req, ct->s1_stopped, ct->s1_end);
+    /* Stacks: each thread alone, once (the hybrid barrier means never again). */
+    for (gc_thread *t = gc_threads; t; t = t->next) hold_and(t, ct, true);
+    pthread_mutex_unlock(&gc_threads_lock);
+}
+
+/* Drain until no grey work is left anywhere. A forced cycle (cgc_collect) marks with every
+ * CPU; a paced one with a background share of a quarter of the CPUs (at least half of one),
+ * more once the heap has passed its goal, the rest being paid by assists. */
+static void mark_until_idle(cycle_times *ct) {
+    if (ct->forced || plat_ncpu() < 2) {
+        uint64_t t0 = plat_now_ns();
+        gc_drain();
+        ct->worker_ns += plat_now_ns() - t0;
+        return;
+    }
+    double share = 0.25 * plat_ncpu();
+    if (share > 1.0) share = 1.0;
+    if (share < 0.5) share = 0.5;
+    uint64_t t0 = plat_now_ns(), busy = 0;
+    for (;;) {
+        uint64_t s = plat_now_ns();
+        uint64_t done = gc_mark_some(8 * SLICE);
+        uint64_t e = plat_now_ns();
+        busy += e - s;
+        if (done) {
+            atomic_fetch_add_explicit(&mark_work_done, done, memory_order_relaxed);
+            atomic_fetch_add_explicit(&bg_credit, (int64_t)done, memory_order_relaxed);
+        } else if (gc_mark_idle()) {
+            break;
+        } else {
+            sched_yield(); /* an assist holds the last work: it gives it back soon */
+            continue;
+        }
+        bool over = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) >=
+                    atomic_load_explicit(&gc_goal, memory_order_relaxed);
+        double allowed = share * (double)(e - t0);
+        if (!over && (double)busy > allowed) {
+            uint64_t nap = (uint64_t)(((double)busy - allowed) / share);
+            if (nap > 1000000) nap = 1000000;
+            struct timespec ts = {0, (long)nap};
+            nanosleep(&ts, NULL);
+        }
+    }
+    ct->worker_ns += busy;
+}
+
+typedef struct term_ctx {
+    cycle_times *ct;
+    bool done;
+} term_ctx;
+
+static void stop2(term_ctx *tc) {
+    cycle_times *ct = tc->ct;
+    ct->s2_req = plat_now_ns();
+    gc_stop_world();
+    ct->s2_stopped = plat_now_ns();
+    for (gc_thread *t = gc_threads; t; t = t->next) gc_barrier_flush(t);
+    if (gc_opt.roots_auto) {
+        /* data/bss is written without the barrier, and that breaks both halves: a pointer
+         * stored there after its scan is missed (insertion), and one moved from there to an
+         * already-scanned stack and erased is missed too (deletion). So in auto mode the
+         * final stop scans data/bss and the stacks again; what they hold now is all that
+         * unbarriered writes can have hidden. (docs/collector.md: "Why stop 2 rescans".) */
+        uint64_t roots_bytes = gc_roots_bytes_last;
+        gc_mark_direct = true;
+        gc_scan_globals();
+        for (gc_thread *t = gc_threads; t; t = t->next) gc_scan_thread(t);
+        gc_mark_direct = false;
+        gc_roots_bytes_last = roots_bytes;
+    }
+    gc_mark_publish();
+    /* What the stop found is usually nothing or a few objects; past the budget, marking
+     * goes back to running concurrently rather than growing the stop. */
+    uint64_t work = 0;
+    while (!gc_mark_idle() && work < TERM_BUDGET) work += gc_mark_some(TERM_BUDGET - work);
+    if (!gc_mark_idle()) {
+        if (ct->attempts < TERM_ATTEMPTS) {
+            ct->attempts++;
+            gc_start_world();
+            ct->s2_end = plat_now_ns();
+            record_stop(ct->s2_req, ct->s2_stopped, ct->s2_end);
+            tc->done = false;
+            return;
+        }
+        gc_drain();
+    }
+    gc_final_lock();
+    gc_final_terminate();
+    gc_process_weak();
+    gc_final_unlock();
+    if (gc_opt.checkmark) {
+        gc_roots_lock();
+        gc_checkmark();
+        gc_roots_unlock();
+    }
+    uint64_t heap = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
+    uint64_t start = atomic_load_explicit(&mark_heap_start, memory_order_relaxed);
+    uint64_t black = heap > start ? heap - start : 0; /* allocated during the mark: born marked */
+    ct->heap_marked = heap;
+    /* The goal is set from what marking found reachable; objects born black during the
+     * mark are in the heap (and count toward the next trigger) but not in that base, or a
+     * long mark would inflate every following goal. */
+    live_after_mark = gc_marked_bytes + gc_mark_take_marked();
+    last_mark_alloc = black;
+    last_mark_work = atomic_load_explicit(&mark_work_done, memory_order_relaxed) + 1;
+    atomic_store_explicit(&gc_heap_bytes, live_after_mark + black, memory_order_relaxed);
+    compute_goal();
+    gc_barrier_set(false);
+    atomic_store_explicit(&gc_marking, 0, memory_order_seq_cst);
+    atomic_store_explicit(&gc_alloc_mode, 0, memory_order_seq_cst);
+    gc_prepare_sweep();
+    gc_start_world();
+    ct->s2_end = plat_now_ns();
+    record_stop(ct->s2_req, ct->s2_stopped, ct->s2_end);
+    tc->done = true;
+}
+
+static int stop2_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)info;
+    (void)size;
+    stop2(arg);
+    return 1;
+}
+
+static void concurrent_cycle(cycle_times *ct) {
+    stop1(ct);
+    /* Roots other than stacks. Registered ranges are written through the barrier, so one
+     * scan is enough; data/bss is scanned again in stop 2. */
+    gc_roots_bytes_last = 0;
+    gc_scan_globals();
+    gc_roots_lock();
+    gc_scan_registered();
+    gc_roots_unlock();
+    gc_final_lock();
+    gc_final_mark_roots();
+    gc_final_unlock();
+    gc_mark_publish();
+    for (;;) {
+        mark_until_idle(ct);
+        /* Handshake round: every thread's barrier buffer into the grey work. */
+        pthread_mutex_lock(&gc_threads_lock);
+        for (gc_thread *t = gc_threads; t; t = t->next) hold_and(t, ct, false);
+        pthread_mutex_unlock(&gc_threads_lock);
+        ct->rounds++;
+        if (!gc_mark_idle()) continue;
+        term_ctx tc = {ct, false};
+        pthread_mutex_lock(&gc_threads_lock);
+        dl_iterate_phdr(stop2_cb, &tc); /* the loader lock across the stop (see gc/roots.c) */
+        pthread_mutex_unlock(&gc_threads_lock);
+        if (tc.done) break;
+    }
+    ct->t_end = ct->s2_end;
+}
+
+static void trace_line(const cycle_times *ct) {
+    const double ms = 1e6;
+    const uint64_t mb = 1024 * 1024;
+    uint64_t n = atomic_load_explicit(&cycles, memory_order_relaxed);
+    double since = (double)(ct->t_start - start_ns) / 1e9;
+    double elapsed = (double)(ct->t_end - start_ns) * (double)plat_ncpu();
+    double gc_cpu = (double)(pause_total + atomic_load_explicit(&worker_ns_total, memory_order_relaxed) +
+                             atomic_load_explicit(&assist_ns_total, memory_order_relaxed));
+    double share = elapsed > 0 ? 100.0 * gc_cpu / elapsed : 0;
+    double s1 = (double)(ct->s1_end - ct->s1_req) / ms;
+    double s2 = gc_opt.stop_the_world ? 0 : (double)(ct->s2_end - ct->s2_req) / ms;
+    double mark = gc_opt.stop_the_world ? 0 : (double)(ct->s2_req - ct->s1_end) / ms;
+    char buf[512];
+    size_t len = alloc_fmt(buf, sizeof buf,
+        "cgc %llu @%.3fs %.0f%%: %.3f+%.3f+%.3f ms clock, %.3f+%.3f/%.3f/0+%.3f ms cpu, "
+        "%llu->%llu->%llu MB, %llu MB goal, %u T\n",
+        (unsigned long long)n, since, share, s1, mark, s2,
+        s1, (double)ct->assist_ns / ms, (double)ct->worker_ns / ms, s2,
+        (unsigned long long)(ct->heap_before / mb), (unsigned long long)(ct->heap_marked / mb),
+        (unsigned long long)(live_after_mark / mb),
+        (unsigned long long)(atomic_load_explicit(&gc_goal, memory_order_relaxed) / mb),
+        ct->nthreads);
+    plat_write_stderr(buf, len);
+    if (gc_opt.trace >= 2) {
+        len = alloc_fmt(buf, sizeof buf,
+            "cgc %llu detail: stop1 %.3f ms to stop + %.3f stopped, stop2 %.3f to stop + %.3f "
+            "stopped, %llu thread holds (max %.3f ms), %llu handshake rounds, %llu stop2 retries, "
+            "roots %.1f KB, live %.1f MB, %llu objects freed by the last sweep\n",
+            (unsigned long long)n, (double)(ct->s1_stopped - ct->s1_req) / ms,
+            (double)(ct->s1_end - ct->s1_stopped) / ms,
+            (double)(ct->s2_stopped - ct->s2_req) / ms, (double)(ct->s2_end - ct->s2_stopped) / ms,
+            (unsigned long long)ct->holds, (double)ct->hold_max / ms,
+            (unsigned long long)ct->rounds, (unsigned long long)ct->attempts,
+            (double)gc_roots_bytes_last / 1024.0, (double)live_after_mark / (double)mb,
+            (unsigned long long)ct->prev_freed);
+        plat_write_stderr(buf, len);
+    }
+}
+
+/* One whole cycle. The caller holds gc_lock. */
+static void run_cycle(bool forced) {
     cycle_times ct;
     memset(&ct, 0, sizeof ct);
+    ct.forced = forced;
+    ct.t_start = plat_now_ns();
+    gc_finish_sweep(); /* sweep termination: marks must describe this cycle only */
     ct.prev_freed = atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed);
     atomic_fetch_add_explicit(&gc_freed_total, ct.prev_freed, memory_order_relaxed);
-    ct.t_start = plat_now_ns();
+    atomic_store_explicit(&gc_freed_objects_last, 0, memory_order_relaxed);
     ct.heap_before = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
-    pthread_mutex_lock(&gc_threads_lock);
-    dl_iterate_phdr(cycle_cb, &ct);
-    pthread_mutex_unlock(&gc_threads_lock);
-    uint64_t pause = ct.t_end - ct.t_start;
-    uint64_t n = atomic_load_explicit(&cycles, memory_order_relaxed);
-    pauses[n % CGC_STATS_PAUSES] = pause;
-    pause_total += pause;
-    if (pause > pause_max) pause_max = pause;
-    atomic_store_explicit(&cycles, n + 1, memory_order_release);
-    /* An explicit cgc_collect() returns with the heap swept; a paced cycle leaves the
-     * sweeping to allocation (lazy) and the background sweeper. */
-    if (finish_sweep) gc_finish_sweep();
-    else gc_sweeper_wake();
+    if (gc_opt.stop_the_world) {
+        pthread_mutex_lock(&gc_threads_lock);
+        dl_iterate_phdr(stw_cb, &ct);
+        pthread_mutex_unlock(&gc_threads_lock);
+    } else {
+        concurrent_cycle(&ct);
+    }
+    atomic_fetch_add_explicit(&worker_ns_total, ct.worker_ns, memory_order_relaxed);
+    ct.assist_ns = atomic_load_explicit(&cycle_assist_ns, memory_order_relaxed);
+    if (ct.hold_max > hold_max) hold_max = ct.hold_max;
+    atomic_store_explicit(&cycles, atomic_load_explicit(&cycles, memory_order_relaxed) + 1,
+                          memory_order_release);
     if (gc_opt.trace) trace_line(&ct);
+}
+
+/* ---- the coordinator ------------------------------------------------------------------------
+ * Paced cycles run on a thread of their own (unregistered: never stopped or scanned), so no
+ * mutator waits for marking. cgc_collect asks it for a cycle that starts after the call and
+ * waits (in a blocking region) until that cycle has finished marking. The stop-the-world
+ * mode runs cycles on the thread that triggers them, as before. */
+static pthread_mutex_t coord_lock = PTHREAD_MUTEX_INITIALIZER; /* no-stop (alloc_lock) */
+static pthread_cond_t coord_cv = PTHREAD_COND_INITIALIZER, done_cv = PTHREAD_COND_INITIALIZER;
+static uint64_t cycles_requested, cycles_started; /* [coord_lock] */
+static bool forced_pending;                       /* [coord_lock] */
+static int coord_running;                         /* [coord_lock] */
+
+static void *coord_main(void *arg) {
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&coord_lock);
+        while (cycles_requested <= cycles_started) pthread_cond_wait(&coord_cv, &coord_lock);
+        bool forced = forced_pending;
+        forced_pending = false;
+        cycles_started++;
+        pthread_mutex_unlock(&coord_lock);
+        pthread_mutex_lock(&gc_lock);
+        run_cycle(forced);
+        pthread_mutex_unlock(&gc_lock);
+        pthread_mutex_lock(&coord_lock);
+        pthread_cond_broadcast(&done_cv);
+        pthread_mutex_unlock(&coord_lock);
+        gc_sweeper_wake();
+        gc_final_wake();
+    }
+    return NULL;
+}
+
+/* [coord_lock] Ask for a cycle that starts from now on; returns the count of completed
+ * cycles that means it is done. */
+static uint64_t request_cycle(bool forced) {
+    uint64_t want = cycles_started + 1;
+    if (cycles_requested < want) cycles_requested = want;
+    if (forced) forced_pending = true;
+    if (!coord_running) coord_running = plat_spawn_detached(coord_main, NULL, 0, 0);
+    pthread_cond_signal(&coord_cv);
+    return want;
 }
 
 void cgc_collect(void) {
     gc_ensure_init();
-    pthread_mutex_lock(&gc_lock);
-    collect(true);
-    pthread_mutex_unlock(&gc_lock);
-    wake_finalizers();
+    gc_require_self("ran a collection");
+    if (gc_opt.stop_the_world) {
+        cgc_blocking_enter(); /* waiting for gc_lock must not hold up another collector */
+        pthread_mutex_lock(&gc_lock);
+        cgc_blocking_leave();
+        run_cycle(true);
+        pthread_mutex_unlock(&gc_lock);
+    } else {
+        /* Blocking while we wait: the cycle scans our stack as we left it, without a
+         * signal, and no stop waits for us. */
+        cgc_blocking_enter();
+        pthread_mutex_lock(&coord_lock);
+        uint64_t want = request_cycle(true);
+        while (atomic_load_explicit(&cycles, memory_order_acquire) < want)
+            pthread_cond_wait(&done_cv, &coord_lock);
+        pthread_mutex_unlock(&coord_lock);
+        cgc_blocking_leave();
+    }
+    /* An explicit cgc_collect() returns with the heap swept; a paced cycle leaves the
+     * sweeping to allocation (lazy) and the background sweeper. */
+    gc_finish_sweep();
+    gc_final_wake();
 }
 
-/* Allocation passed the goal: collect, unless another thread just did. */
+/* Allocation passed the trigger: start a cycle (stop-the-world mode: run it here, unless
+ * another thread just did). */
 static void triggered(void) {
+    if (!gc_opt.stop_the_world) {
+        alloc_lock(&coord_lock);
+        if (!atomic_load_explicit(&gc_marking, memory_order_relaxed) &&
+            cycles_requested <= cycles_started)
+            request_cycle(false);
+        alloc_unlock(&coord_lock);
+        return;
+    }
     uint64_t seen = atomic_load_explicit(&cycles, memory_order_acquire);
-    cgc_blocking_enter(); /* waiting for gc_lock must not hold up another collector */
+    cgc_blocking_enter();
     pthread_mutex_lock(&gc_lock);
     cgc_blocking_leave();
     if (atomic_load_explicit(&cycles, memory_order_acquire) == seen &&
         atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) >=
             atomic_load_explicit(&gc_goal, memory_order_relaxed)) {
-        collect(false);
+        run_cycle(false);
+        gc_sweeper_wake();
     }
     pthread_mutex_unlock(&gc_lock);
-    wake_finalizers();
+    gc_final_wake();
+}
+
+/* Assists (DESIGN §3.5): while marking, each allocated byte costs assist_ratio bytes of
+ * scan work, where the ratio is the work still expected over the bytes left to the goal.
+ * Banked background work is claimed first; the rest is marked here, in slices that let a
+ * stop in between. */
+void gc_assist(uint64_t bytes) {
+    uint64_t expected = atomic_load_explicit(&mark_work_expected, memory_order_relaxed);
+    uint64_t done = atomic_load_explicit(&mark_work_done, memory_order_relaxed);
+    uint64_t heap = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
+    uint64_t goal = atomic_load_explicit(&gc_goal, memory_order_relaxed);
+    uint64_t left_work = expected > done ? expected - done : (64u << 10);
+    uint64_t left_bytes = goal > heap + (256u << 10) ? goal - heap : (256u << 10);
+    int64_t debt = (int64_t)((double)bytes * (double)left_work / (double)left_bytes);
+    /* Past the goal, the pacer's estimate was wrong (the worker got less CPU than planned,
+     * or the heap's shape changed): the thread marks — or waits for the markers — until
+     * marking ends, so the heap cannot run away from its goal. */
+    bool over = heap >= goal;
+    int64_t credit = atomic_load_explicit(&bg_credit, memory_order_relaxed);
+    while (!over && credit > 0 && debt > 0) {
+        int64_t take = credit < debt ? credit : debt;
+        if (atomic_compare_exchange_weak_explicit(&bg_credit, &credit, credit - take,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+            debt -= take;
+            break;
+        }
+    }
+    if (debt <= 0 && !over) return;
+    uint64_t t0 = plat_now_ns();
+    while ((debt > 0 || over) && atomic_load_explicit(&gc_marking, memory_order_relaxed)) {
+        alloc_nostop_enter();
+        uint64_t w = gc_mark_some(debt > 0 && debt < (int64_t)SLICE ? (uint64_t)debt : SLICE);
+        alloc_nostop_leave();
+        if (w == 0) {
+            if (!over) break; /* no grey work right now: the debt is forgiven */
+            sched_yield();    /* the last work is in another marker's hands */
+            continue;
+        }
+        atomic_fetch_add_explicit(&mark_work_done, w, memory_order_relaxed);
+        debt -= (int64_t)w;
+    }
+    uint64_t d = plat_now_ns() - t0;
+    atomic_fetch_add_explicit(&assist_ns_total, d, memory_order_relaxed);
+    atomic_fetch_add_explicit(&cycle_assist_ns, d, memory_order_relaxed);
 }
 
 void gc_account(uint64_t bytes) {
     uint64_t now = atomic_fetch_add_explicit(&gc_heap_bytes, bytes, memory_order_relaxed) + bytes;
-    if (gc_opt.gc_percent >= 0 && now >= atomic_load_explicit(&gc_goal, memory_order_relaxed))
+    if (atomic_load_explicit(&gc_marking, memory_order_relaxed)) {
+        gc_assist(bytes);
+        return;
+    }
+    if (gc_opt.gc_percent >= 0 && now >= atomic_load_explicit(&gc_trigger, memory_order_relaxed)) {
         triggered();
+        /* Past the goal before marking could even start: the last sweep is what holds the
+         * cycle up, so help finish it. */
+        if (!gc_opt.stop_the_world && now >= atomic_load_explicit(&gc_goal, memory_order_relaxed))
+            gc_finish_sweep();
+    }
 }
 
 bool gc_over_hard_cap(size_t n) {
@@ -550,7 +790,13 @@ static void fill_stats(cgc_stats *st) {
     st->gc_pause_total_ns = pause_total;
     st->gc_pause_max_ns = pause_max;
     memcpy(st->gc_pauses_ns, pauses, sizeof pauses);
-    st->gc_finalizers_run = atomic_load_explicit(&finalizers_run, memory_order_relaxed);
+    st->gc_finalizers_run = gc_finalizers_run();
+    st->gc_stops = stops;
+    st->gc_stop_wait_total_ns = stop_wait_total;
+    st->gc_stop_wait_max_ns = stop_wait_max;
+    st->gc_hold_max_ns = hold_max;
+    st->gc_assist_ns = atomic_load_explicit(&assist_ns_total, memory_order_relaxed);
+    st->gc_worker_ns = atomic_load_explicit(&worker_ns_total, memory_order_relaxed);
 }
 
 /* ---- fork --------------------------------------------------------------------------------------- */
@@ -563,8 +809,8 @@ static void gc_fork_prepare(void) {
     gc_threads_fork(0);
     gc_roots_fork(0);
     alloc_nostop_enter();
-    pthread_mutex_lock(&final_lock);
-    pthread_mutex_lock(&final_wait_lock);
+    pthread_mutex_lock(&coord_lock);
+    gc_final_fork(0);
     gc_mark_fork(0);
     gc_heap_fork(0);
 }
@@ -572,8 +818,8 @@ static void gc_fork_prepare(void) {
 static void gc_fork_parent(void) {
     gc_heap_fork(1);
     gc_mark_fork(1);
-    pthread_mutex_unlock(&final_wait_lock);
-    pthread_mutex_unlock(&final_lock);
+    gc_final_fork(1);
+    pthread_mutex_unlock(&coord_lock);
     alloc_nostop_leave();
     gc_roots_fork(1);
     gc_threads_fork(1);
@@ -583,10 +829,12 @@ static void gc_fork_parent(void) {
 static void gc_fork_child(void) {
     gc_heap_fork(2);
     gc_mark_fork(2);
-    pthread_mutex_init(&final_wait_lock, NULL);
-    pthread_cond_init(&final_cv, NULL);
-    pthread_mutex_init(&final_lock, NULL);
-    final_thread_started = 0;
+    gc_final_fork(2);
+    pthread_mutex_init(&coord_lock, NULL);
+    pthread_cond_init(&coord_cv, NULL);
+    pthread_cond_init(&done_cv, NULL);
+    coord_running = 0;
+    cycles_requested = cycles_started = atomic_load_explicit(&cycles, memory_order_relaxed);
     alloc_tls_stop_deferred = 0;
     alloc_tls_nostop--;
     gc_roots_fork(2);

@@ -293,6 +293,27 @@ void gc_for_each_span(void (*fn)(alloc_span *s, void *arg), void *arg) {
 }
 
 /* ---- allocation ---------------------------------------------------------------------------- */
+_Atomic unsigned gc_alloc_mode;
+
+/* Black allocation: while marking, a new object is born marked, so the marker never needs
+ * to scan it (its pointers can only come from stores, which the barrier shades). */
+static inline void born_black(alloc_span *s, uint32_t idx) {
+    atomic_fetch_or_explicit(&s->gcbits[idx >> 6].mark, (uint64_t)1 << (idx & 63),
+                             memory_order_relaxed);
+}
+
+/* Does the calling thread allocate black now? (While marking, once its stack is scanned.) */
+static inline bool alloc_is_black(void) {
+    return (atomic_load_explicit(&gc_alloc_mode, memory_order_relaxed) & GC_ALLOC_BLACK) &&
+           gc_self && atomic_load_explicit(&gc_self->alloc_black, memory_order_relaxed);
+}
+
+/* The slow paths' safe point: a stop that must not land inside a barrier store (the one
+ * that turns it on) waits for us here. */
+static inline void alloc_safepoint(void) {
+    if (CGC_UNLIKELY(atomic_load_explicit(&gc_alloc_mode, memory_order_relaxed) & GC_ALLOC_STOP))
+        cgc_safepoint();
+}
 
 /* Add an allocation's bytes to the pacer, in 64 KiB batches per thread (gc_account may run
  * a collection: the caller's new object is on its stack, so it survives). */
@@ -389,6 +410,7 @@ static void *alloc_large_gc(size_t n, unsigned kind) {
     s->elem_size = 0;
     atomic_store_explicit(&s->gcbits[0].mark, 0, memory_order_relaxed);
     if (!s->zeroed) memset((void *)s->start, 0, npages * ALLOC_PAGE_SIZE);
+    if (alloc_is_black()) atomic_store_explicit(&s->gcbits[0].mark, 1, memory_order_relaxed);
     alloc_lock(&large_lock);
     alloc_list_append(&large_live, s);
     alloc_unlock(&large_lock);
@@ -398,6 +420,7 @@ static void *alloc_large_gc(size_t n, unsigned kind) {
 static CGC_NOINLINE void *alloc_slow(size_t n, unsigned kind) {
     gc_ensure_init();
     gc_require_self("allocated from the collected heap");
+    alloc_safepoint();
     if (n == 0) n = 1;
     if (n > ((size_t)1 << ALLOC_ADDR_BITS)) {
         errno = ENOMEM;
@@ -426,7 +449,10 @@ static CGC_NOINLINE void *alloc_slow(size_t n, unsigned kind) {
         }
         bytes = alloc_classes[cls].size;
         p = idx == UINT32_MAX ? NULL : (void *)(s->start + (size_t)idx * s->elem_size);
-        if (p) memset(p, 0, bytes);
+        if (p) {
+            memset(p, 0, bytes);
+            if (alloc_is_black()) born_black(s, idx);
+        }
     } else {
         p = alloc_large_gc(n, kind);
         bytes = (n + ALLOC_PAGE_SIZE - 1) & ~(ALLOC_PAGE_SIZE - 1);
@@ -444,7 +470,8 @@ static CGC_NOINLINE void *alloc_slow(size_t n, unsigned kind) {
 void *gc_alloc_kind(size_t n, unsigned kind) {
     alloc_cache *c = alloc_tls_cache;
     if (CGC_LIKELY(gc_self != NULL && n - 1 < ALLOC_SMALL_MAX && alloc_cache_valid(c) &&
-                   gc_opt.heap_max == UINT64_MAX)) {
+                   gc_opt.heap_max == UINT64_MAX &&
+                   atomic_load_explicit(&gc_alloc_mode, memory_order_relaxed) == 0)) {
         unsigned cls = alloc_size_class(n);
         alloc_nostop_enter();
         alloc_span *s = c->gc_cur[kind - 1][cls];
@@ -529,6 +556,7 @@ void *gc_alloc_typed1(const cgc_type *t) {
         errno = ENOMEM;
         return NULL;
     }
+    alloc_safepoint();
     unsigned cls = alloc_size_class(n);
     unsigned k = ALLOC_KIND_GC_TYPED1 - 1;
     alloc_nostop_enter();
@@ -540,7 +568,10 @@ void *gc_alloc_typed1(const cgc_type *t) {
     }
     void *p = idx == UINT32_MAX ? NULL : (void *)(s->start + (size_t)idx * s->elem_size);
     size_t bytes = alloc_classes[cls].size;
-    if (p) memset(p, 0, bytes);
+    if (p) {
+        memset(p, 0, bytes);
+        if (alloc_is_black()) born_black(s, idx);
+    }
     alloc_nostop_leave();
     if (p == NULL) {
         errno = ENOMEM;

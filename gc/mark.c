@@ -11,15 +11,20 @@
  * typed kind — only the words set in the object's type's pointer map (the type and element
  * count sit in a 16-byte header before the user's bytes); leaf kind — never scanned.
  *
- * Single-threaded today (world stopped); the mark bit update is an atomic OR so parallel or
- * concurrent marking can use the same shade.
+ * Two ways to drain, same shade and scan: gc_drain (the world stopped: the collecting thread
+ * and ncpu-1 helper threads until all are idle) and gc_mark_some (concurrent marking: the
+ * background worker and allocating threads' assists each scan a budget, then hand their
+ * leftover work back to the pool). Mark bits are set with an atomic OR, so any number of
+ * markers and black-allocating mutators share them.
  */
 #include "cgc/gc.h"
 
 #include <string.h>
 
 #define WORK_ENTRIES 256
-#define CHUNK (128u << 10)
+/* Long ranges are scanned in chunks: one chunk is the longest step a marker takes without
+ * looking up (an assist inside a no-stop region delays a stop by at most about that). */
+#define CHUNK (32u << 10)
 
 typedef struct gc_work {
     uintptr_t base;
@@ -49,6 +54,7 @@ static bool drain_done;                     /* [pool_lock] */
 static uint32_t drain_epoch;                /* [pool_lock] bumped to start helpers */
 static unsigned n_helpers;                  /* helper threads started */
 static _Atomic uint64_t marked_total;
+static _Atomic unsigned active_markers;     /* threads inside gc_mark_some */
 uint64_t gc_marked_bytes;
 int gc_checkmark_active;
 
@@ -237,11 +243,12 @@ static CGC_NOINLINE _Noreturn void checkmark_failed(uintptr_t base, size_t size)
     plat_abort();
 }
 
-static inline void shade(uintptr_t p) {
-    uintptr_t base;
-    size_t size;
-    alloc_span *s;
-    if (!find_object_cached(p, &base, &size, &s)) return;
+static inline void shade_at(uintptr_t p, bool cached) {
+    uintptr_t base = 0;
+    size_t size = 0;
+    alloc_span *s = NULL;
+    if (cached ? !find_object_cached(p, &base, &size, &s) : !find_object(p, &base, &size, &s))
+        return;
     if (CGC_UNLIKELY(gc_checkmark_active)) {
         if (!cm_insert(base)) return;
         if (!gc_is_marked(base)) checkmark_failed(base, size);
@@ -252,6 +259,8 @@ static inline void shade(uintptr_t p) {
     if (s->kind == ALLOC_KIND_GC_LEAF) return;
     push(base, size, s->kind);
 }
+
+static inline void shade(uintptr_t p) { shade_at(p, true); }
 
 void gc_shade(uintptr_t p) { shade(p); }
 
@@ -270,8 +279,14 @@ static inline void scan_words(uintptr_t lo, uintptr_t hi) {
     }
 }
 
+bool gc_mark_direct;
+
 void gc_mark_range(uintptr_t lo, uintptr_t hi) {
     if (hi <= lo) return;
+    if (gc_mark_direct) { /* stop 2's rescans: scan now, queue only what they shade */
+        scan_words(lo, hi);
+        return;
+    }
     /* Long ranges (large objects, data segments) are scanned a chunk at a time. */
     while (hi - lo > CHUNK) {
         push(lo, CHUNK, 0);
@@ -423,6 +438,123 @@ uint64_t gc_drain(void) {
     pthread_mutex_unlock(&pool_lock);
     gc_marked_bytes += atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
     return r;
+}
+
+/* ---- concurrent marking ------------------------------------------------------------------- */
+void gc_mark_publish(void) {
+    if (local_marked) {
+        atomic_fetch_add_explicit(&marked_total, local_marked, memory_order_relaxed);
+        local_marked = 0;
+    }
+    gc_workbuf *b = local_buf;
+    if (b == NULL || b->n == 0) return;
+    local_buf = NULL;
+    pthread_mutex_lock(&pool_lock);
+    b->next = pool_full;
+    pool_full = b;
+    if (n_waiting) pthread_cond_broadcast(&pool_cv);
+    pthread_mutex_unlock(&pool_lock);
+}
+
+static bool pop_nowait(gc_work *out) {
+    gc_workbuf *b = local_buf;
+    if (b && b->n > 0) {
+        *out = b->e[--b->n];
+        return true;
+    }
+    if (atomic_load_explicit((_Atomic(gc_workbuf *) *)&pool_full, memory_order_relaxed) == NULL)
+        return false; /* racy peek; the lock decides */
+    pthread_mutex_lock(&pool_lock);
+    gc_workbuf *f = pool_full;
+    if (f) {
+        pool_full = f->next;
+        if (b) {
+            b->next = pool_empty;
+            pool_empty = b;
+        }
+    }
+    pthread_mutex_unlock(&pool_lock);
+    if (f == NULL) return false;
+    local_buf = f;
+    *out = f->e[--f->n];
+    return true;
+}
+
+/* The pool ran dry while we hold work: give half of ours (the older, bigger subgraphs) so
+ * assists and other markers have something to take. */
+static void share_if_starved(void) {
+    gc_workbuf *b = local_buf;
+    if (b == NULL || b->n < 8 ||
+        atomic_load_explicit((_Atomic(gc_workbuf *) *)&pool_full, memory_order_relaxed) != NULL)
+        return;
+    gc_workbuf *nb = buf_new();
+    unsigned half = b->n / 2;
+    memcpy(nb->e, b->e, half * sizeof(gc_work));
+    nb->n = half;
+    memmove(b->e, b->e + half, (b->n - half) * sizeof(gc_work));
+    b->n -= half;
+    pthread_mutex_lock(&pool_lock);
+    nb->next = pool_full;
+    pool_full = nb;
+    pthread_mutex_unlock(&pool_lock);
+}
+
+uint64_t gc_mark_some(uint64_t budget) {
+    /* Counted before any work is taken, uncounted after it is given back: gc_mark_idle can
+     * never see an empty pool while work sits in a marker's hands. */
+    atomic_fetch_add_explicit(&active_markers, 1, memory_order_seq_cst);
+    last_len = 0;
+    uint64_t done = 0;
+    unsigned since_share = 0;
+    gc_work w;
+    while (done < budget && pop_nowait(&w)) {
+        scan_one(&w);
+        done += w.len + 64; /* + the cost of taking an object, so tiny ones count */
+        if (++since_share == 64) {
+            since_share = 0;
+            share_if_starved();
+        }
+    }
+    gc_mark_publish();
+    atomic_fetch_sub_explicit(&active_markers, 1, memory_order_seq_cst);
+    return done;
+}
+
+bool gc_mark_idle(void) {
+    if (atomic_load_explicit(&active_markers, memory_order_seq_cst) != 0) return false;
+    pthread_mutex_lock(&pool_lock);
+    bool idle = pool_full == NULL && (local_buf == NULL || local_buf->n == 0);
+    pthread_mutex_unlock(&pool_lock);
+    return idle && atomic_load_explicit(&active_markers, memory_order_seq_cst) == 0;
+}
+
+void gc_shade_many(const uintptr_t *v, unsigned n) {
+    uintptr_t hlo = alloc_heap_lo(), span = alloc_heap_hi() - hlo;
+    for (unsigned i = 0; i < n; i++)
+        if (v[i] - hlo < span) shade_at(v[i], false);
+    gc_mark_publish();
+}
+
+void gc_mark_contents(uintptr_t p) {
+    uintptr_t base;
+    size_t size;
+    alloc_span *s;
+    if (!find_object(p, &base, &size, &s) || s->kind == ALLOC_KIND_GC_LEAF) return;
+    push(base, size, s->kind);
+}
+
+bool gc_mark_only(uintptr_t p) {
+    uintptr_t base;
+    size_t size;
+    alloc_span *s;
+    if (!find_object(p, &base, &size, &s) || !mark_object(s, base)) return false;
+    local_marked += size;
+    return true;
+}
+
+uint64_t gc_mark_take_marked(void) {
+    gc_mark_publish();
+    return atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
 }
 
 /* ---- checkmark ------------------------------------------------------------------------------- */

@@ -166,17 +166,27 @@ __attribute__((noinline)) static void scan_self(gc_thread *t) {
     gc_mark_range(t->tls_lo, t->tls_hi);
 }
 
-void gc_scan_roots(void) {
-    gc_roots_bytes_last = 0;
+void gc_scan_globals(void) {
     if (gc_opt.roots_auto) dl_iterate_phdr(module_cb, NULL); /* recursive loader lock */
+}
+
+void gc_scan_registered(void) {
     for (size_t i = 0; i < nroots; i++) {
         gc_roots_bytes_last += roots[i].hi - roots[i].lo;
         gc_mark_range(roots[i].lo, roots[i].hi);
     }
-    for (gc_thread *t = gc_threads; t; t = t->next) {
-        if (t == gc_self) scan_self(t);
-        else scan_thread(t, atomic_load_explicit(&t->sp, memory_order_acquire));
-    }
+}
+
+void gc_scan_thread(gc_thread *t) {
+    if (t == gc_self) scan_self(t);
+    else scan_thread(t, atomic_load_explicit(&t->sp, memory_order_acquire));
+}
+
+void gc_scan_roots(void) {
+    gc_roots_bytes_last = 0;
+    gc_scan_globals();
+    gc_scan_registered();
+    for (gc_thread *t = gc_threads; t; t = t->next) gc_scan_thread(t);
 }
 
 /* The cycle takes roots_lock once the world is stopped (no stopped thread can hold it: it

@@ -43,12 +43,13 @@ static void futex_wake_all(_Atomic uint32_t *addr) {
 }
 
 /* Park the calling thread until the world restarts. uc: the interrupted context (signal),
- * or NULL (deferred stop, safepoint): then the registers are spilled with setjmp here. */
+ * or NULL (deferred stop, safepoint): then the registers are spilled with setjmp here.
+ * Saving the registers and the stack pointer happens before parked_epoch says "acknowledged"
+ * (release): the collector scans as soon as it reads it. */
 static void park(gc_thread *t, ucontext_t *uc) {
     uint32_t e = atomic_load_explicit(&gc_epoch, memory_order_acquire);
     if (!(e & 1)) return; /* the world was restarted already */
     if (atomic_load_explicit(&t->parked_epoch, memory_order_acquire) == e) return; /* acked */
-    atomic_store_explicit(&t->parked_epoch, e, memory_order_release);
     if (uc) {
         memcpy(&t->regs.uc_mcontext.gregs, &uc->uc_mcontext.gregs, sizeof uc->uc_mcontext.gregs);
         t->regs_from_jb = 0;
@@ -60,7 +61,8 @@ static void park(gc_thread *t, ucontext_t *uc) {
         atomic_store_explicit(&t->sp, (uintptr_t)__builtin_frame_address(0), memory_order_release);
     }
     atomic_store_explicit(&t->stopped, 1, memory_order_release);
-    sem_post(&ack_sem);
+    atomic_store_explicit(&t->parked_epoch, e, memory_order_seq_cst);
+    sem_post(&ack_sem); /* a wake-up hint: the collector counts parked_epoch, not posts */
     while (atomic_load_explicit(&gc_epoch, memory_order_acquire) == e) futex_wait(&gc_epoch, e);
     atomic_store_explicit(&t->stopped, 0, memory_order_release);
 }
@@ -74,14 +76,30 @@ static bool stop_owed(gc_thread *t) {
            atomic_load_explicit(&t->parked_epoch, memory_order_acquire) != e;
 }
 
+/* A thread stopped inside an inline barrier fast path (between its read of the phase and
+ * its store) restarts the sequence when it resumes, so it reads the phase again: the
+ * torn-barrier hazard of DESIGN §3.2 (barrier/barrier.c). */
+static void restart_barrier(ucontext_t *uc) {
+#if defined(__x86_64__)
+    uintptr_t start = gc_barrier_restart_pc((uintptr_t)uc->uc_mcontext.gregs[REG_RIP]);
+    if (start) uc->uc_mcontext.gregs[REG_RIP] = (greg_t)start;
+#else
+    (void)uc;
+#endif
+}
+
 static void stop_handler(int sig, siginfo_t *si, void *ucv) {
     (void)sig;
     (void)si;
     int saved = errno;
     gc_thread *t = self_for_signal();
     if (t && stop_owed(t)) {
-        if (alloc_tls_nostop > 0) alloc_tls_stop_deferred = 1; /* park on leaving the region */
-        else park(t, ucv);
+        if (alloc_tls_nostop > 0) {
+            alloc_tls_stop_deferred = 1; /* park on leaving the region */
+        } else {
+            restart_barrier(ucv);
+            park(t, ucv);
+        }
     }
     errno = saved;
 }
@@ -171,6 +189,10 @@ int cgc_thread_register(void) {
     t->tid = (pid_t)syscall(SYS_gettid);
     fill_bounds(t); /* may call malloc (main thread: reads /proc/self/maps) */
     pthread_mutex_lock(&gc_threads_lock);
+    /* Registered during a mark: the stack scan pass is over or will not see us; our stack
+     * holds nothing older than this mark, so we allocate black at once. */
+    atomic_store_explicit(&t->alloc_black, atomic_load_explicit(&gc_marking, memory_order_relaxed),
+                          memory_order_relaxed);
     t->next = gc_threads;
     gc_threads = t;
     gc_self = t;
@@ -237,7 +259,8 @@ void cgc_blocking_enter(void) {
     setjmp(t->jb);
     t->regs_from_jb = 1;
     atomic_store_explicit(&t->sp, (uintptr_t)__builtin_frame_address(0), memory_order_release);
-    atomic_store_explicit(&t->state, GC_BLOCKING, memory_order_release);
+    atomic_store_explicit(&t->state, GC_BLOCKING, memory_order_seq_cst);
+    if (stop_owed(t)) sem_post(&ack_sem); /* a stop is waiting for us: it can hold us now */
 }
 
 void cgc_blocking_leave(void) {
@@ -255,37 +278,63 @@ void cgc_blocking_leave(void) {
 }
 
 /* ---- stopping the world -------------------------------------------------------------------- */
-uint64_t gc_stop_world(void) {
+static bool is_target(gc_thread *t, gc_thread *only) {
+    return only ? t == only : t != gc_self;
+}
+
+/* Acknowledged this stop: parked, or held in a blocking region (we hold it by CAS). */
+static bool acked(gc_thread *t, uint32_t e) {
+    if (atomic_load_explicit(&t->parked_epoch, memory_order_acquire) == e) return true;
+    int st = atomic_load_explicit(&t->state, memory_order_acquire);
+    if (st == GC_BLOCKING_HELD) return true;
+    if (st != GC_BLOCKING) return false;
+    int expect = GC_BLOCKING;
+    return atomic_compare_exchange_strong_explicit(&t->state, &expect, GC_BLOCKING_HELD,
+                                                   memory_order_acq_rel, memory_order_acquire) ||
+           expect == GC_BLOCKING_HELD;
+}
+
+static uint64_t stop_threads(gc_thread *only) {
     uint64_t t0 = plat_now_ns();
-    atomic_fetch_add_explicit(&gc_epoch, 1, memory_order_acq_rel); /* odd: stopping */
-    unsigned waiting = 0;
+    uint32_t e = atomic_fetch_add_explicit(&gc_epoch, 1, memory_order_acq_rel) + 1; /* odd */
     for (gc_thread *t = gc_threads; t; t = t->next) {
-        if (t == gc_self) continue;
+        if (!is_target(t, only)) continue;
         atomic_store_explicit(&t->stop_requested, 1, memory_order_seq_cst);
-        int expect = GC_BLOCKING;
-        if (atomic_compare_exchange_strong_explicit(&t->state, &expect, GC_BLOCKING_HELD,
-                                                    memory_order_acq_rel, memory_order_acquire))
-            continue;
-        if (pthread_kill(t->self, gc_opt.signal) == 0) waiting++;
+        if (!acked(t, e)) pthread_kill(t->self, gc_opt.signal);
     }
-    while (waiting > 0) {
+    bool warned = false;
+    for (;;) {
+        bool all = true;
+        for (gc_thread *t = gc_threads; t && all; t = t->next)
+            if (is_target(t, only) && !acked(t, e)) all = false;
+        if (all) break;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 5;
-        if (sem_timedwait(&ack_sem, &ts) == 0) {
-            waiting--;
-        } else if (errno == ETIMEDOUT) {
-            static const char msg[] = "cgc: warning: a registered thread has not stopped for "
-                                      "5 s (is the stop signal blocked?)\n";
+        ts.tv_nsec += 5000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        sem_timedwait(&ack_sem, &ts);
+        uint64_t now = plat_now_ns();
+        if (!warned && now - t0 > 5000000000ull) {
+            warned = true;
+            static const char msg[] = "cgc: warning: a registered thread has not stopped for 5 s "
+                                      "(is the stop signal blocked?)\n";
             plat_write_stderr(msg, sizeof msg - 1);
         }
+    }
+    while (sem_trywait(&ack_sem) == 0) { /* drop stale hints */
     }
     return plat_now_ns() - t0;
 }
 
+uint64_t gc_stop_world(void) { return stop_threads(NULL); }
+uint64_t gc_hold_thread(gc_thread *t) { return stop_threads(t); }
+
 void gc_start_world(void) {
     for (gc_thread *t = gc_threads; t; t = t->next) {
-        if (t == gc_self) continue;
+        if (!atomic_load_explicit(&t->stop_requested, memory_order_relaxed)) continue;
         atomic_store_explicit(&t->stop_requested, 0, memory_order_release);
         int expect = GC_BLOCKING_HELD;
         atomic_compare_exchange_strong_explicit(&t->state, &expect, GC_BLOCKING,
@@ -293,6 +342,11 @@ void gc_start_world(void) {
     }
     atomic_fetch_add_explicit(&gc_epoch, 1, memory_order_acq_rel); /* even: running */
     futex_wake_all(&gc_epoch);
+}
+
+bool gc_stop_pending(void) {
+    gc_thread *t = gc_self;
+    return t && stop_owed(t);
 }
 
 void gc_threads_init(void) {

@@ -78,6 +78,13 @@ CGC_API void cgc_blocking_enter(void); /* about to block: the collector scans wi
 CGC_API void cgc_blocking_leave(void);
 CGC_API void cgc_safepoint(void);
 
+/* write barrier: every pointer store into collected memory or a registered root range goes
+ * through cgc_store / CGC_STORE (inline fast path in <cgc/barrier.h>, included below);
+ * cgc_memmove copies memory that may hold such pointers (n bytes, overlap allowed). */
+CGC_API void cgc_store(void **slot, void *value);
+#define CGC_STORE(lvalue, value) cgc_store((void **)&(lvalue), (void *)(value))
+CGC_API void *cgc_memmove(void *dst, const void *src, size_t n);
+
 /* control */
 CGC_API void cgc_collect(void);               /* full cycle; returns when it is done */
 CGC_API int cgc_set_gc_percent(int pct);      /* returns previous; < 0 disables automatic cycles */
@@ -91,7 +98,7 @@ CGC_API cgc_weak *cgc_weak_new(void *obj); /* the handle is itself collected */
 CGC_API void *cgc_weak_get(const cgc_weak *w);
 
 /* ---- statistics ----------------------------------------------------------------------- */
-#define CGC_STATS_VERSION 2
+#define CGC_STATS_VERSION 3
 #define CGC_STATS_PAUSES 256
 typedef struct cgc_stats {
     uint32_t version;          /* CGC_STATS_VERSION of the library that filled it */
@@ -116,10 +123,19 @@ typedef struct cgc_stats {
     uint64_t gc_goal_bytes;    /* heap size at which the next cycle starts */
     uint64_t gc_freed_objects; /* objects reclaimed by the last collection */
     uint64_t gc_freed_total;   /* objects reclaimed since start */
-    uint64_t gc_pause_total_ns;/* sum of all stops */
+    uint64_t gc_pause_total_ns;/* sum of all stops of the world (each: from the request to
+                                  the restart, i.e. time-to-stop + stopped time) */
     uint64_t gc_pause_max_ns;  /* longest stop */
-    uint64_t gc_pauses_ns[CGC_STATS_PAUSES]; /* last stops, ring: [gc_cycles % 256] is next */
+    uint64_t gc_pauses_ns[CGC_STATS_PAUSES]; /* last stops, ring: [gc_stops % 256] is next */
     uint64_t gc_finalizers_run;
+    /* concurrent collector (version 3) */
+    uint64_t gc_stops;             /* stops of the world (two per concurrent cycle, one in
+                                      stop-the-world mode, more if mark termination retried) */
+    uint64_t gc_stop_wait_total_ns;/* part of gc_pause_total_ns spent waiting for threads to stop */
+    uint64_t gc_stop_wait_max_ns;
+    uint64_t gc_hold_max_ns;       /* longest single-thread hold (stack scan, handshake) */
+    uint64_t gc_assist_ns;         /* time allocating threads spent marking (assists) */
+    uint64_t gc_worker_ns;         /* time the background worker spent marking */
 } cgc_stats;
 CGC_API void cgc_get_stats(cgc_stats *out);
 /* Print the statistics (one block of lines) to stderr. CGC_STATS=1 does this at exit. */
@@ -128,4 +144,5 @@ CGC_API void cgc_print_stats(void);
 #ifdef __cplusplus
 }
 #endif
+#include "cgc/barrier.h"
 #endif /* CGC_H */

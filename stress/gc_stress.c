@@ -184,7 +184,7 @@ static node *new_node(ctx *c, uint64_t owner, int depth) {
         if (!leaf) fail(c, NULL, "cgc_alloc_leaf(%zu) returned NULL", w * 8);
         check_zero(c, leaf, w * 8, "leaf buffer");
         for (size_t i = 0; i < w; i++) leaf[i] = pattern(n->id, i);
-        n->leaf = leaf, n->leafwords = w;
+        CGC_STORE(n->leaf, leaf), n->leafwords = w;
         c->allocs++;
     }
     if (depth < 2 && below(c, 100) < 25) {
@@ -194,23 +194,23 @@ static node *new_node(ctx *c, uint64_t owner, int depth) {
         t->magic = TOBJ_MAGIC;
         t->seed = n->id;
         for (int i = 0; i < 3; i++) t->data[i] = pattern(n->id, 1000 + (size_t)i);
-        n->t = t; /* before the sub-nodes: t must be reachable while they are allocated */
+        CGC_STORE(n->t, t); /* before the sub-nodes: t must be reachable while they are allocated */
         c->allocs++;
-        t->a = new_node(c, owner, depth + 1);
-        if (below(c, 2)) t->b = new_node(c, owner, depth + 1);
+        CGC_STORE(t->a, new_node(c, owner, depth + 1));
+        if (below(c, 2)) CGC_STORE(t->b, new_node(c, owner, depth + 1));
     }
     if (depth < 2 && below(c, 100) < 10) {
         size_t cnt = below(c, 300) ? 1 + below(c, 40) : 3000 + below(c, 9000); /* up to 192 KiB */
         elem *arr = cgc_alloc_array(&elem_type, cnt);
         if (!arr) fail(c, NULL, "cgc_alloc_array(%zu) returned NULL", cnt);
         check_zero(c, arr, cnt * sizeof *arr, "typed array");
-        n->arr = arr, n->narr = cnt;
+        CGC_STORE(n->arr, arr), n->narr = cnt;
         c->allocs++;
         for (size_t i = 0; i < cnt; i++) {
             node *p = below(c, 3) == 0 ? NULL
                     : owner != PACKET_OWNER && below(c, 2) ? pick(c)
                     : cnt <= 40 || i % 256 == 0 ? new_node(c, owner, depth + 1) : NULL;
-            arr[i].p = p;
+            CGC_STORE(arr[i].p, p);
             arr[i].tag = p ? p->id : 0;
         }
     }
@@ -319,14 +319,14 @@ static node *pick(ctx *c) {
     return n;
 }
 
-static void set_kid(node *n, uint32_t i, node *k) { n->kids[i] = k, n->sum = node_sum(n); }
+static void set_kid(node *n, uint32_t i, node *k) { CGC_STORE(n->kids[i], k), n->sum = node_sum(n); }
 
 /* Place a node somewhere: a stack slot, a registered slot, or a child of a reachable node. */
 static void place(ctx *c, node *n) {
     unsigned r = below(c, 10);
     node *parent;
     if (r < 4) c->locals[below(c, NLOCAL)] = n;
-    else if (r < 7 || !(parent = pick(c)) || !parent->nkids) c->r->slot[below(c, NSLOT)] = n;
+    else if (r < 7 || !(parent = pick(c)) || !parent->nkids) CGC_STORE(c->r->slot[below(c, NSLOT)], n);
     else set_kid(parent, below(c, parent->nkids), n);
 }
 
@@ -403,16 +403,17 @@ static void weak_op(ctx *c) {
         /* depth 3: no typed extras, no finalizer, and nothing ever links to or from it (pick()
          * does not reach strong[]): no finalizable node reaches a weak target, so taking one
          * back from its handle never revives a node whose finalizer ran. */
-        node *t = r->strong[i] = new_node(c, (uint64_t)c->idx + 1, 3);
+        node *t = new_node(c, (uint64_t)c->idx + 1, 3);
+        CGC_STORE(r->strong[i], t);
         c->weak_id[i] = t->id, c->weak_dead[i] = 0;
-        r->weak[i] = cgc_weak_new(t);
+        CGC_STORE(r->weak[i], cgc_weak_new(t));
         if (!r->weak[i]) fail(c, t, "cgc_weak_new returned NULL");
         c->allocs++;
     } else if (r->strong[i]) {
-        r->strong[i] = NULL; /* let it go: the handle may clear from now on */
+        CGC_STORE(r->strong[i], NULL); /* let it go: the handle may clear from now on */
     } else if (below(c, 3) == 0) {
         node *p = cgc_weak_get(r->weak[i]); /* still there: take it back */
-        if (p) check_node(c, p, (uint64_t)c->idx + 1, "weak handle"), r->strong[i] = p;
+        if (p) check_node(c, p, (uint64_t)c->idx + 1, "weak handle"), CGC_STORE(r->strong[i], p);
     }
 }
 
@@ -435,7 +436,7 @@ static void *mutator(void *arg) {
             if (a && a->nkids) set_kid(a, below(&c, a->nkids), b);
             else if (a && a->narr && b) {
                 size_t j = below(&c, (unsigned)a->narr);
-                a->arr[j].p = b, a->arr[j].tag = b->id;
+                CGC_STORE(a->arr[j].p, b), a->arr[j].tag = b->id;
             }
         } else if (r < 600) {
             node *a = pick(&c);
@@ -443,10 +444,10 @@ static void *mutator(void *arg) {
         } else if (r < 700) { /* move between stack, registered slots and fields */
             int from = (int)below(&c, NSLOT);
             node *x = c.r->slot[from];
-            c.r->slot[from] = NULL;
+            CGC_STORE(c.r->slot[from], NULL);
             if (x) place(&c, x);
         } else if (r < 760) c.locals[below(&c, NLOCAL)] = NULL;
-        else if (r < 820) c.r->slot[below(&c, NSLOT)] = NULL;
+        else if (r < 820) CGC_STORE(c.r->slot[below(&c, NSLOT)], NULL);
         else if (r < 860) exchange(&c);
         else if (r < 900) weak_op(&c);
         else if (r < 905) deep_hold(&c, (int)below(&c, 40));
@@ -459,7 +460,7 @@ static void *mutator(void *arg) {
             size_t n = walk(&c, NULL, me, 0);
             check_weak(&c);
             for (int round = 0; n > cfg.nodes && round < 2; round++) { /* keep the graph bounded */
-                for (int i = 0; i < NSLOT; i++) if (below(&c, 2)) c.r->slot[i] = NULL;
+                for (int i = 0; i < NSLOT; i++) if (below(&c, 2)) CGC_STORE(c.r->slot[i], NULL);
                 for (int i = 0; i < NLOCAL; i++) if (below(&c, 2)) c.locals[i] = NULL;
             }
             atomic_fetch_add_explicit(&g_allocs, c.allocs, memory_order_relaxed);

@@ -39,6 +39,10 @@ typedef struct gc_options {
     int roots_auto;          /* CGC_ROOTS=auto (1, default) | explicit (0) */
     int signal;              /* CGC_SIGNAL: the stop signal (SIGPWR) */
     int finalizer_thread;    /* CGC_FINALIZERS=thread (1, default) | manual (0) */
+    int stop_the_world;      /* CGC_STOPTHEWORLD: 1 = mark with every thread stopped (triage,
+                                and the Boehm-compatible mode, whose programs use no barrier) */
+    int barrier_debug;       /* CGC_DEBUG_BARRIER: 1 = no deletion half, 2 = no insertion
+                                half (only for the checkmark negative-control test) */
 } gc_options;
 extern gc_options gc_opt;
 void gc_read_options(void);
@@ -46,6 +50,7 @@ void gc_read_options(void);
 void gc_ensure_init(void);
 
 /* ---- threads (gc/threads.c) -------------------------------------------------------------- */
+#define GC_WB_ENTRIES 256
 enum gc_thread_state { GC_RUNNING = 0, GC_BLOCKING = 1, GC_BLOCKING_HELD = 2 };
 typedef struct gc_thread {
     pthread_t self;
@@ -60,6 +65,16 @@ typedef struct gc_thread {
     ucontext_t regs;                /* registers saved by the handler */
     jmp_buf jb;                     /* registers saved at blocking_enter / a safepoint */
     int regs_from_jb;
+    /* The write barrier's buffer (barrier/barrier.c): targets to shade, appended by the
+     * thread in a no-stop region, emptied by the collector while the thread is stopped or by
+     * the thread itself when full. */
+    _Atomic unsigned wb_n;
+    uintptr_t wb[GC_WB_ENTRIES];
+    /* Allocate black: set while marking once this thread's stack has been scanned (or it
+     * registered during the mark). Until then its new objects are white and its stack scan
+     * finds them — so initialising stores into a fresh object before the scan need no
+     * barrier to keep what they point to. */
+    _Atomic int alloc_black;
     struct gc_thread *next;
 } gc_thread;
 extern CGC_TLS gc_thread *gc_self;
@@ -70,7 +85,11 @@ gc_thread *gc_require_self(const char *what);
 /* Stop every registered thread except the caller. The caller holds gc_lock and
  * gc_threads_lock. Returns the time spent waiting (ns). */
 uint64_t gc_stop_world(void);
+/* Stop one registered thread (not the caller); gc_start_world releases it. */
+uint64_t gc_hold_thread(gc_thread *t);
 void gc_start_world(void);
+/* The calling thread owes a pending stop an acknowledgement (call cgc_safepoint). */
+bool gc_stop_pending(void);
 void gc_threads_init(void);
 /* Register the thread that initialises the collector (normally main). */
 void gc_register_initial_thread(void);
@@ -78,6 +97,11 @@ void gc_register_initial_thread(void);
 /* ---- roots (gc/roots.c) ------------------------------------------------------------------ */
 /* Scan every root; the world is stopped. Calls gc_mark_range on each range. */
 void gc_scan_roots(void);
+/* The parts, for the concurrent cycle: data/bss of loaded modules (auto mode), registered
+ * ranges (take gc_roots_lock), one thread's stack, registers and TLS (stopped or blocking). */
+void gc_scan_globals(void);
+void gc_scan_registered(void);
+void gc_scan_thread(gc_thread *t);
 extern uint64_t gc_roots_bytes_last; /* data/bss + registered roots scanned by the last cycle */
 /* Exclude [lo, hi) from module data/bss scanning (the allocator's own large tables). */
 void gc_roots_exclude(uintptr_t lo, uintptr_t hi);
@@ -88,8 +112,10 @@ void gc_roots_unlock(void);
 void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi);
 
 /* ---- marking (gc/mark.c) ----------------------------------------------------------------- */
-/* Conservatively scan [lo, hi) for pointers into the collected heap and shade them. */
+/* Conservatively scan [lo, hi) for pointers into the collected heap and shade them. Long
+ * ranges are queued in chunks, unless gc_mark_direct (then scanned at once). */
 void gc_mark_range(uintptr_t lo, uintptr_t hi);
+extern bool gc_mark_direct; /* [gc_lock] */
 /* Shade the object containing p, if p points into a live collected object. */
 void gc_shade(uintptr_t p);
 /* Scan grey objects until none is left. Returns bytes scanned. */
@@ -97,6 +123,22 @@ uint64_t gc_drain(void);
 /* Base and size of the live collected object containing p, or false. */
 bool gc_find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc_span **span);
 bool gc_is_marked(uintptr_t p);
+/* Concurrent marking: scan grey objects until about `budget` bytes are scanned or no work
+ * is left (returns bytes scanned); the caller's leftover work goes back to the shared pool.
+ * Safe to call from several threads at once, and from a mutator inside a no-stop region. */
+uint64_t gc_mark_some(uint64_t budget);
+/* Put the calling thread's local grey work into the shared pool (so others see it). */
+void gc_mark_publish(void);
+/* No grey work anywhere (the pool and every marker's local buffer are empty). */
+bool gc_mark_idle(void);
+/* Shade n candidate pointers (a barrier buffer); the work is published. */
+void gc_shade_many(const uintptr_t *v, unsigned n);
+/* Queue the contents of the object at p for scanning without marking it (finalizer roots). */
+void gc_mark_contents(uintptr_t p);
+/* Mark the object at p without scanning it (returns true if it was white). */
+bool gc_mark_only(uintptr_t p);
+/* Bytes marked by gc_mark_some/gc_shade_many/gc_mark_only since the last call. */
+uint64_t gc_mark_take_marked(void);
 /* Forget the marker's cached span (at the start of each stop: spans change between cycles). */
 void gc_mark_reset_cache(void);
 extern uint64_t gc_marked_bytes; /* bytes of objects marked this cycle */
@@ -135,14 +177,43 @@ void gc_heap_init(void);
 /* Debug: check that every marked object is allocated after sweep. */
 const char *gc_heap_check(void);
 
+/* Allocation mode, read by the allocation fast path: any bit set sends it to the slow path. */
+enum { GC_ALLOC_BLACK = 1, GC_ALLOC_STOP = 2 };
+extern _Atomic unsigned gc_alloc_mode;
+
+/* ---- the barrier (barrier/barrier.c) ------------------------------------------------------ */
+/* Turn the barrier on or off (the world is stopped). */
+void gc_barrier_set(bool on);
+/* Empty thread t's barrier buffer into the grey work (t is stopped, or is the caller). */
+void gc_barrier_flush(gc_thread *t);
+/* Async-signal-safe: if pc is inside an inline barrier fast path, the address to restart
+ * it from; else 0. */
+uintptr_t gc_barrier_restart_pc(uintptr_t pc);
+/* Shade v as a barrier would (the calling thread's buffer): cgc_weak_get, set_finalizer. */
+void gc_barrier_shade(uintptr_t v);
+
 /* ---- the cycle (gc/cycle.c) --------------------------------------------------------------- */
 extern pthread_mutex_t gc_lock;
 /* Allocation accounting: called by gc_alloc_kind every 64 KiB per thread; may collect. */
 void gc_account(uint64_t bytes);
 bool gc_over_hard_cap(size_t n);
-/* Mark termination work on finalizers and weak handles (world stopped). */
+/* Allocation during mark: pay for `bytes` with marking work (assist). */
+void gc_assist(uint64_t bytes);
+/* Marking is in progress (the barrier is on, allocation is black). */
+extern _Atomic int gc_marking;
+/* ---- finalizers and weak handles (gc/final.c) --------------------------------------------- */
+void gc_final_lock(void); /* a no-stop lock */
+void gc_final_unlock(void);
+/* Stop-the-world cycle [final_lock, world stopped]: ready the finalizers of unmarked objects
+ * and mark from them; clear weak handles of unmarked targets. */
 void gc_process_finalizers(void);
 void gc_process_weak(void);
 void gc_scan_finalizer_roots(void);
+/* Concurrent cycle [final_lock]: roots at mark start; readying at mark termination. */
+void gc_final_mark_roots(void);
+void gc_final_terminate(void);
+void gc_final_wake(void); /* queued finalizers: wake the finalizer thread */
+void gc_final_fork(int what);
+uint64_t gc_finalizers_run(void);
 
 #endif /* CGC_GC_H */
