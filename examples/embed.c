@@ -26,8 +26,10 @@ static const cgc_type cons_type = {sizeof(cons), 3, cons_map, "cons"};
 
 static cons *cons_new(void *car, long num, cons *cdr) {
     cons *c = cgc_alloc_typed(&cons_type); /* zeroed; never freed by hand */
-    c->car = car;
-    c->cdr = cdr;
+    /* Pointer stores into collected memory go through the write barrier (CGC_STORE), so a
+     * collection running concurrently on another thread sees them. */
+    CGC_STORE(c->car, car);
+    CGC_STORE(c->cdr, cdr);
     c->num = num;
     return c;
 }
@@ -47,8 +49,8 @@ static void define(const char *name, cons *value) {
     /* Allocate before taking the lock; the new cells are reachable from this frame. */
     cons *binding = cons_new(cons_new(str_new(name), 0, value), 0, NULL);
     pthread_mutex_lock(&env_lock);
-    binding->cdr = env;
-    env = binding;
+    CGC_STORE(binding->cdr, env);
+    CGC_STORE(env, binding); /* a registered root: through the barrier too */
     pthread_mutex_unlock(&env_lock);
 }
 
@@ -57,7 +59,7 @@ static void undefine(const char *name) {
     for (cons **pp = &env; *pp; pp = &(*pp)->cdr) {
         cons *pair = (*pp)->car;
         if (strcmp(pair->car, name) == 0) {
-            *pp = (*pp)->cdr; /* unlinked: garbage once nothing else refers to it */
+            CGC_STORE(*pp, (*pp)->cdr); /* unlinked: garbage once nothing refers to it */
             break;
         }
     }
@@ -118,7 +120,7 @@ static void *worker(void *arg) {
     define("scratch", cons_new(str_new("temporary"), 0, NULL));
     cons *pair = lookup_pair("scratch");
     cgc_set_finalizer(pair, on_collect, (void *)"scratch");
-    scratch_handle = cgc_weak_new(pair);
+    CGC_STORE(scratch_handle, cgc_weak_new(pair));
     printf("worker: scratch defined, weak handle set: %s\n",
            cgc_weak_get(scratch_handle) == pair ? "yes" : "no");
     undefine("scratch");

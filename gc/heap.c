@@ -233,6 +233,9 @@ void gc_heap_fork(int what) {
         pthread_cond_init(&sweeper_cv, NULL);
         sweeper_started = 0;
         sweeper_work = 0;
+        /* A span another thread was sweeping at the fork is lost to the child (that thread
+         * does not exist here): forget it, or sweep termination would wait for it forever. */
+        atomic_store_explicit(&sweeps_active, 0, memory_order_relaxed);
     }
 }
 
