@@ -11,13 +11,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS := meson ninja-build pkg-config gcc g++ clang libunwind-dev libcriterion-dev \
         libbenchmark-dev python3 sqlite3 git libmimalloc-dev libjemalloc-dev \
         libgoogle-perftools-dev libgc-dev
+# Benchmarks only (`make bench`, `make bench-pause`): Go, the peer of perf/pause-compare.
+BENCH_DEPS := golang-go
 
-.PHONY: all deps build test run stress bench clean
+.PHONY: all deps bench-deps build test run stress bench bench-pause clean
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEPS); do \
+deps bench-deps: PKGS = $(if $(filter bench-deps,$@),$(BENCH_DEPS),$(DEPS))
+deps bench-deps:
+	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -39,8 +42,12 @@ test: build
 stress: build
 	meson test -C $(BUILD) --suite stress --suite stress-long --print-errorlogs --num-processes 1
 
-bench: build
+bench: build bench-deps
 	perf/compare --build $(BUILD)
+
+# Issue #4's pause benchmark: cgc (concurrent and CGC_STOPTHEWORLD=1), Boehm and Go (~4 min).
+bench-pause: build bench-deps
+	perf/pause-compare --build $(BUILD)
 
 run: build
 	tools/showcase.sh $(BUILD)

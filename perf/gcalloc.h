@@ -1,4 +1,4 @@
-/* gcalloc.h — the allocator layer of the GC benchmarks (gcbench.c, binarytrees.c).
+/* gcalloc.h — the allocator layer of the GC benchmarks (gcbench.c, binarytrees.c, gclive.c).
  *
  * The same benchmark source is compiled three ways; exactly one macro picks the heap:
  *   -DUSE_CGC     cgc's collected heap: nodes from cgc_alloc_typed (only the two pointer
@@ -18,6 +18,15 @@
  * for Boehm the time from GC_EVENT_PRE_STOP_WORLD to GC_EVENT_POST_START_WORLD, measured
  * with clock_gettime in the collection-event callback (START..END if the library never
  * reports stop-world events).  malloc prints zeros.
+ *
+ * Every pointer store into a collected object (a node's left/right, a ga_ptrs array slot)
+ * goes through GA_STORE(lvalue, value): CGC_STORE for cgc once the barrier header exists,
+ * a plain store otherwise.
+ *
+ * For perf/pause-compare, the Boehm variant also logs every stop and ga_report prints them,
+ * just before the gcstats line:
+ *     gcpauses variant=bdw n=N us=P1,P2,...      (microseconds, the first GA_PAUSE_LOG stops)
+ * cgc's stops are read from its CGC_TRACE=1 lines instead (every cycle, however many).
  */
 #ifndef PERF_GCALLOC_H
 #define PERF_GCALLOC_H
@@ -90,6 +99,15 @@ static inline void *ga_leaf(size_t n)
     if (!p) ga_oom("cgc_alloc_leaf");
     return p;
 }
+/* An array of n pointers to collected objects, all NULL (scanned conservatively: every
+ * word is a pointer anyway). */
+static inline void *ga_ptrs(size_t n)
+{
+    void **p = cgc_alloc(n * sizeof(void *));
+    if (!p) ga_oom("cgc_alloc");
+    for (size_t i = 0; i < n; i++) GA_STORE(p[i], (void *)NULL);
+    return p;
+}
 static inline void ga_free(void *p) { (void)p; }
 static inline void ga_thread_begin(void)
 {
@@ -123,12 +141,17 @@ static inline void ga_report(void)
 static size_t ga_node_size;
 /* Written only by the collection-event callback, which runs with the allocation lock held. */
 static uint64_t ga_stop_t0, ga_gc_t0, ga_pause_total, ga_pause_max, ga_stops;
+#define GA_PAUSE_LOG 65536
+static uint32_t ga_pause_log[GA_PAUSE_LOG]; /* microseconds; ga_nlog entries */
+static uint64_t ga_nlog;
 
 static inline void ga_pause(uint64_t t0)
 {
     uint64_t d = ga_now_ns() - t0;
     ga_pause_total += d;
     if (d > ga_pause_max) ga_pause_max = d;
+    if (ga_nlog < GA_PAUSE_LOG) ga_pause_log[ga_nlog] = (uint32_t)((d + 500) / 1000);
+    ga_nlog++;
 }
 static inline void ga_on_event(GC_EventType e)
 {
@@ -137,7 +160,7 @@ static inline void ga_on_event(GC_EventType e)
     case GC_EVENT_END: if (ga_stops == 0) ga_pause(ga_gc_t0); break;
     case GC_EVENT_PRE_STOP_WORLD: ga_stop_t0 = ga_now_ns(); break;
     case GC_EVENT_POST_START_WORLD:
-        if (ga_stops == 0) ga_pause_total = ga_pause_max = 0; /* drop START..END guesses */
+        if (ga_stops == 0) ga_pause_total = ga_pause_max = ga_nlog = 0; /* drop START..END */
         ga_stops++;
         ga_pause(ga_stop_t0);
         break;
@@ -163,6 +186,12 @@ static inline void *ga_leaf(size_t n)
     if (!p) ga_oom("GC_MALLOC_ATOMIC");
     return p;
 }
+static inline void *ga_ptrs(size_t n)
+{
+    void **p = GC_MALLOC(n * sizeof(void *)); /* zeroed */
+    if (!p) ga_oom("GC_MALLOC");
+    return p;
+}
 static inline void ga_free(void *p) { (void)p; }
 static inline void ga_thread_begin(void)
 {
@@ -178,6 +207,10 @@ static inline void ga_block_begin(void) {}
 static inline void ga_block_end(void) {}
 static inline void ga_report(void)
 {
+    fprintf(stderr, "gcpauses variant=bdw n=%llu us=", (unsigned long long)ga_nlog);
+    for (uint64_t i = 0; i < ga_nlog && i < GA_PAUSE_LOG; i++)
+        fprintf(stderr, "%s%u", i ? "," : "", ga_pause_log[i]);
+    fputc('\n', stderr);
     fprintf(stderr, "gcstats variant=bdw cycles=%lu pause_total_ms=%.3f pause_max_ms=%.3f "
             "stops=%llu heap_mb=%.1f\n", (unsigned long)GC_get_gc_no(), ga_pause_total / 1e6,
             ga_pause_max / 1e6, (unsigned long long)ga_stops, GC_get_heap_size() / 1048576.0);
@@ -201,6 +234,12 @@ static inline void *ga_leaf(size_t n)
 {
     void *p = malloc(n);
     if (!p) ga_oom("malloc");
+    return p;
+}
+static inline void *ga_ptrs(size_t n)
+{
+    void **p = calloc(n, sizeof(void *));
+    if (!p) ga_oom("calloc");
     return p;
 }
 static inline void ga_free(void *p) { free(p); }
