@@ -44,7 +44,7 @@ static const char *const known_options[] = {
     "CGC_STATS", "CGC_ON_ERROR", "CGC_DECAY_MS", "CGC_SCAVENGER",
     /* the collector's (gc/cycle.c reads them) */
     "CGC_GC_PERCENT", "CGC_MEMORY_LIMIT", "CGC_HEAP_MAX", "CGC_TRACE", "CGC_CLOBBER",
-    "CGC_CHECKMARK", "CGC_ROOTS", "CGC_SIGNAL", "CGC_FINALIZERS", NULL,
+    "CGC_CHECKMARK", "CGC_ROOTS", "CGC_SIGNAL", "CGC_FINALIZERS", "CGC_TRACE_FILE", NULL,
 };
 
 static void warn_unknown(const char *name, size_t len, const char *value) {

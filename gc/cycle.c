@@ -17,6 +17,7 @@
  * allocation that would pass it collects first and fails with ENOMEM if it still would.
  */
 #include "cgc/gc.h"
+#include "cgc/trace.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -129,6 +130,7 @@ void gc_ensure_init(void) {
     pthread_mutex_lock(&init_lock);
     if (!atomic_load_explicit(&gc_inited, memory_order_relaxed)) {
         gc_read_options();
+        trace_file_init();
         gc_roots_exclude((uintptr_t)alloc_arena_index,
                          (uintptr_t)alloc_arena_index + sizeof alloc_arena_index);
         gc_heap_init();
@@ -419,6 +421,8 @@ static void collect(bool finish_sweep) {
     atomic_fetch_add_explicit(&gc_freed_total, ct.prev_freed, memory_order_relaxed);
     ct.t_start = plat_now_ns();
     ct.heap_before = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
+    uint64_t trace_goal0 = atomic_load_explicit(&gc_goal, memory_order_relaxed); /* trace file */
+    uint64_t trace_live0 = live_after_mark;                                       /* trace file */
     pthread_mutex_lock(&gc_threads_lock);
     dl_iterate_phdr(cycle_cb, &ct);
     pthread_mutex_unlock(&gc_threads_lock);
@@ -433,6 +437,19 @@ static void collect(bool finish_sweep) {
     if (finish_sweep) gc_finish_sweep();
     else gc_sweeper_wake();
     if (gc_opt.trace) trace_line(&ct);
+    /* ---- trace file (CGC_TRACE_FILE, gc/tracefile.c): this collector stops once per cycle,
+     * from t_start (request) to t_end (release), which is the pause the statistics count. */
+    if (trace_file_enabled()) {
+        uint64_t t_done = plat_now_ns();
+        trace_counters(ct.t_start, ct.heap_before, trace_goal0, trace_live0);
+        trace_stop(n + 1, "stop", ct.t_start, ct.t_stopped, ct.t_end);
+        trace_counters(ct.t_end, live_after_mark, atomic_load_explicit(&gc_goal, memory_order_relaxed),
+                       live_after_mark);
+        if (finish_sweep) trace_span(n + 1, "sweep", "sweep", ct.t_end, t_done);
+        trace_cycle(n + 1, ct.t_start, t_done);
+        trace_file_flush();
+    }
+    /* ---- end trace file */
 }
 
 void cgc_collect(void) {
@@ -460,6 +477,9 @@ static void triggered(void) {
 
 void gc_account(uint64_t bytes) {
     uint64_t now = atomic_fetch_add_explicit(&gc_heap_bytes, bytes, memory_order_relaxed) + bytes;
+    if (trace_file_enabled()) /* the heap-in-use track between cycles (at most every ms) */
+        trace_counters_sample(now, atomic_load_explicit(&gc_goal, memory_order_relaxed),
+                              live_after_mark);
     if (gc_opt.gc_percent >= 0 && now >= atomic_load_explicit(&gc_goal, memory_order_relaxed))
         triggered();
 }

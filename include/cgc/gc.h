@@ -18,6 +18,8 @@
  * -> gc_threads_lock -> gc_roots_lock / gc_final_lock -> allocator locks -> gc_central locks.
  * A thread is never stopped inside an allocator lock or a collected allocation
  * (alloc_tls_nostop); gc_lock is never taken inside such a region.
+ * trace_flush_lock (gc/tracefile.c) is a leaf, taken only outside stops (after a cycle, under
+ * gc_lock, or on an allocation path outside no-stop regions, try-lock only) and at exit.
  */
 #ifndef CGC_GC_H
 #define CGC_GC_H
