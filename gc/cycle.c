@@ -612,4 +612,5 @@ static void gc_fork_child(void) {
     gc_roots_fork(2);
     gc_threads_fork(2);
     pthread_mutex_init(&gc_lock, NULL);
+    alloc_cache_fork_child(); /* every lock is fresh now, the collected spans' included */
 }

@@ -17,7 +17,7 @@
  *   ]
  *
  * Times U are microseconds with exactly three decimals (so nanosecond-exact) since this
- * process (or, after fork, its parent) opened the trace. A stop is one "stop" event: it lasts
+ * process (or, after fork, its parent) loaded libcgc. A stop is one "stop" event: it lasts
  * time_to_stop_us + dur, which is exactly what the statistics count as its pause. The closing
  * "]" is written only at a clean exit; a killed process leaves "...},\n", which Chrome accepts
  * and cgc-trace repairs. Lines are only ever written whole, by one flusher at a time.
@@ -79,6 +79,7 @@ static pthread_mutex_t trace_flush_lock = PTHREAD_MUTEX_INITIALIZER;
 static int trace_fd = -1;           /* [trace_flush_lock] -1: not open yet (a forked child) */
 static bool trace_header_pending;   /* [trace_flush_lock] the file still needs its header */
 static char trace_path[4096];
+static uint64_t trace_t_load;       /* plat_now_ns() when the library was loaded */
 static uint64_t trace_t0;           /* plat_now_ns() at the origin of "ts" */
 static uint64_t trace_t_start;      /* this process's trace start (fork time in a child) */
 static _Atomic long trace_pid;
@@ -461,7 +462,7 @@ static void open_trace(bool at_exit) {
     }
     memcpy(trace_path, path, strlen(path) + 1);
     atomic_store_explicit(&trace_pid, (long)getpid(), memory_order_relaxed);
-    trace_t0 = trace_t_start = plat_now_ns();
+    trace_t0 = trace_t_start = trace_t_load ? trace_t_load : plat_now_ns();
     bool suffixed;
     int fd = open_owned(!at_exit, &suffixed);
     if (fd < 0) {
@@ -487,6 +488,10 @@ static void open_trace(bool at_exit) {
     trace_header_pending = false;
     pthread_mutex_unlock(&trace_flush_lock);
 }
+
+/* The origin of "ts": when the library was loaded, so a trace covers the whole run even
+ * though the collector (and the file) start at the first collected allocation. */
+__attribute__((constructor)) static void trace_file_load(void) { trace_t_load = plat_now_ns(); }
 
 void trace_file_init(void) {
     int expected = 0;

@@ -197,14 +197,16 @@ static void mmu_curve(FILE *f, const trace *t, box b) {
     }
     fputs("\"/>\n", f);
     static const double marks[3] = {1e6, 1e7, 1e8};
+    char legend[128] = "MMU at";
     for (int i = 0; i < 3; i++) {
-        if (marks[i] < pow(10, L0) || marks[i] > pow(10, L1)) continue;
         double u = trace_mmu(t, (int64_t)marks[i]);
-        char l[48];
-        snprintf(l, sizeof l, "%.1f%% at %gms", u * 100, marks[i] / 1e6);
+        size_t l = strlen(legend);
+        snprintf(legend + l, sizeof legend - l, "%s %gms: %.1f%%", i ? "," : "", marks[i] / 1e6,
+                 u * 100);
+        if (marks[i] < pow(10, L0) || marks[i] > pow(10, L1)) continue;
         fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4\" fill=\"#9467bd\"/>\n", X(marks[i]), Y(u));
-        text(f, X(marks[i]) + 6, Y(u) + (u > 0.5 ? 16 : -8), "start", 11, l);
     }
+    text(f, b.x0 + 8, b.y0 + 18, "start", 11, legend);
     fputs("</g>\n", f);
 #undef X
 #undef Y
