@@ -306,11 +306,12 @@ static void write_all(const char *p, size_t n) {
     }
 }
 
-/* Open `path` (owner: we hold its flock) or, if another live process owns it, path.<pid>
- * (unless at_exit: a program that never collected and is not the owner writes nothing). */
+/* Open `path` (owner: we hold its flock) or, if another live process owns it, path.<pid>.
+ * At exit (!allow_suffix: a program that never collected) only a path that does not exist
+ * yet is created: a shell's trace must not replace the one its traced child left there. */
 static int open_owned(bool allow_suffix, bool *suffixed) {
     *suffixed = false;
-    int fd = open(trace_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(trace_path, O_WRONLY | O_CREAT | O_CLOEXEC | (allow_suffix ? 0 : O_EXCL), 0644);
     if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
         if (ftruncate(fd, 0) == 0) return fd;
     }

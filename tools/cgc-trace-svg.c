@@ -173,9 +173,9 @@ static void mmu_curve(FILE *f, const trace *t, box b) {
     double span = (double)(t->span_hi - t->span_lo);
     if (span < 1000) span = 1000;
     double lo = t->nstops && t->sorted[0] > 0 ? t->sorted[0] / 2.0 : 1e4;
-    int d0 = (int)floor(log10(lo)), d1 = (int)ceil(log10(span) - 1e-12);
+    int d0 = (int)floor(log10(lo)), d1 = (int)floor(log10(span) + 1e-12);
     if (d1 <= d0) d1 = d0 + 1;
-    double L0 = d0, L1 = d1;
+    double L0 = d0, L1 = fmax(log10(span), d0 + 1.0); /* the axis ends at the span */
 #define X(ns) (b.x0 + (log10(ns) - L0) / (L1 - L0) * (b.x1 - b.x0))
 #define Y(u) (b.y1 - (u) * (b.y1 - b.y0))
     for (int d = d0; d <= d1; d++) {

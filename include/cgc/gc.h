@@ -6,6 +6,7 @@
  *   gc/roots.c    registered roots, module data/bss (dl_iterate_phdr), static TLS
  *   gc/threads.c  thread registry, stopping and restarting the world, blocking regions
  *   gc/cycle.c    the cycle, pacing, finalizers, weak handles, statistics, the trace line
+ *   gc/tracefile.c  the trace file (its interface is include/cgc/trace.h)
  *
  * THE INVARIANT (tri-color, Lua's lgc.h style): while marking, an object is white (mark bit
  * clear), grey (mark bit set, on the work list) or black (mark bit set, scanned). Marking

@@ -6,7 +6,8 @@
 # leaves a trace whose cycles cgc-trace counts.
 # usage: test_cgc_run.sh CGC_RUN CGC_TRACE TRACE_DEMO WORKDIR
 set -u
-run=$1 trace=$2 demo=$3 work=$4
+abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+run=$(abs "$1") trace=$(abs "$2") demo=$(abs "$3") work=$4
 mkdir -p "$work" && cd "$work" || exit 1
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
