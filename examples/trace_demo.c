@@ -52,7 +52,10 @@ static void churn(double until, unsigned seed) {
     node *window[3] = {0}; /* on this stack: a root */
     for (unsigned i = 0; now_ms() < until; i++) {
         window[i % 3] = tree(12 + (int)((seed + i) % 2));
-        for (int k = 0; k < 64; k++) checksum += count(tree(6));
+        for (int k = 0; k < 64; k++) { /* garbage, used a while before it is dropped */
+            node *t = tree(6);
+            for (int r = 0; r < 6; r++) checksum += count(t);
+        }
     }
     for (int i = 0; i < 3; i++) checksum += count(window[i]);
 }

@@ -109,8 +109,9 @@ static void timeline(FILE *f, const trace *t, box b) {
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%s\"%s points=\"",
                 color[k], k == 0 ? "1.5" : "1.2", k == 1 ? " stroke-dasharray=\"6,3\"" : "");
         for (size_t i = 0; i < s->n; i++) {
-            /* goal and live are steps: they hold their value until the next sample */
-            if (k > 0 && i > 0) fprintf(f, "%.2f,%.2f ", X(s->p[i].t), Y(s->p[i - 1].mb));
+            /* steps: a value holds until the next sample (the heap in use is sampled every
+             * millisecond while threads allocate, and does not change during a stop) */
+            if (i > 0) fprintf(f, "%.2f,%.2f ", X(s->p[i].t), Y(s->p[i - 1].mb));
             fprintf(f, "%.2f,%.2f ", X(s->p[i].t), Y(s->p[i].mb));
         }
         if (k > 0) fprintf(f, "%.2f,%.2f", X(E), Y(s->p[s->n - 1].mb));

@@ -57,7 +57,7 @@ if [ -x "$build/examples/trace_demo" ] && [ -x "$build/tools/cgc-trace" ]; then
   CGC_TRACE=1 "$build/tools/cgc-run" --trace out/trace.json -- \
     "$build/examples/trace_demo" --threads 4 --ms 1500 >/dev/null 2>out/trace.lines
   echo "CGC_TRACE=1 lines (first 4 of $(grep -c '^cgc ' out/trace.lines); all in out/trace.lines):"
-  grep '^cgc ' out/trace.lines | head -4
+  awk '/^cgc / { print; if (++n == 4) exit }' out/trace.lines
   echo
   echo "cgc-trace out/trace.json --svg out/trace.svg:"
   "$build/tools/cgc-trace" out/trace.json --svg out/trace.svg
