@@ -443,8 +443,8 @@ static void collect(bool finish_sweep) {
         uint64_t t_done = plat_now_ns();
         trace_counters(ct.t_start, ct.heap_before, trace_goal0, trace_live0);
         trace_stop(n + 1, "stop", ct.t_start, ct.t_stopped, ct.t_end);
-        trace_counters(ct.t_end, live_after_mark, atomic_load_explicit(&gc_goal, memory_order_relaxed),
-                       live_after_mark);
+        uint64_t goal = atomic_load_explicit(&gc_goal, memory_order_relaxed);
+        trace_counters(ct.t_end, live_after_mark, goal, live_after_mark);
         if (finish_sweep) trace_span(n + 1, "sweep", "sweep", ct.t_end, t_done);
         trace_cycle(n + 1, ct.t_start, t_done);
         trace_file_flush();

@@ -8,7 +8,7 @@
  *   {"name":"cgc: trace start","cat":"cgc","ph":"i","s":"p","ts":0.000,..,"args":{"ncpu":2}},
  *   {"name":"thread_name","ph":"M","pid":P,"tid":T,"args":{"name":"comm (tid T)"}},
  *   {"name":"stop: time-to-stop","cat":"stop-wait","ph":"X","ts":U,"dur":U,...,"args":{"cycle":N}},
- *   {"name":"stop","cat":"stop","ph":"X","ts":U,"dur":U,...,"args":{"cycle":N,"time_to_stop_us":U}},
+ *   {"name":"stop","cat":"stop","ph":"X","ts":U,"dur":U,..,"args":{"cycle":N,"time_to_stop_us":U}},
  *   {"name":"mark","cat":"mark","ph":"X",...}      (trace_span: any category; "assist", "worker",
  *                                                   "sweep" count as GC CPU in cgc-trace)
  *   {"name":"heap in use","ph":"C","ts":U,...,"args":{"bytes":B}}   (also "heap goal", "live heap")
@@ -85,7 +85,8 @@ static uint64_t trace_t_start;      /* this process's trace start (fork time in 
 static _Atomic long trace_pid;
 static long trace_parent_pid;       /* after fork: the parent's pid, for the process name */
 static _Atomic uint64_t trace_last_sample;
-static CGC_TLS long trace_named_tid; /* this thread's name line was recorded (tid changes at fork) */
+/* This thread's name line was recorded (keyed on the tid: a fork child's differs). */
+static CGC_TLS long trace_named_tid;
 
 /* ---- formatting (no stdio: nothing here may allocate or take a lock) ---------------------- */
 typedef struct rec {
@@ -353,7 +354,8 @@ static void write_header(void) {
         put(&r, ", forked from ");
         put_u64(&r, (uint64_t)trace_parent_pid);
     }
-    put(&r, ")\"}},\n{\"name\":\"cgc: trace start\",\"cat\":\"cgc\",\"ph\":\"i\",\"s\":\"p\",\"ts\":");
+    put(&r, ")\"}},\n");
+    put(&r, "{\"name\":\"cgc: trace start\",\"cat\":\"cgc\",\"ph\":\"i\",\"s\":\"p\",\"ts\":");
     put_us(&r, (int64_t)(trace_t_start - trace_t0));
     put(&r, ",");
     put_ids(&r, tid);
@@ -474,7 +476,8 @@ static void open_trace(bool at_exit) {
         chunks[i].data = plat_map(CHUNK_CAP);
         if (chunks[i].data == NULL) {
             close(fd);
-            static const char msg[] = "cgc: warning: no memory for the trace buffer; no trace file\n";
+            static const char msg[] =
+                "cgc: warning: no memory for the trace buffer; no trace file\n";
             plat_write_stderr(msg, sizeof msg - 1);
             return;
         }

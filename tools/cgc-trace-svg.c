@@ -28,7 +28,8 @@ static double nice_step(double range, int target) {
 }
 
 static void text(FILE *f, double x, double y, const char *anchor, int size, const char *s) {
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"%d\">", x, y, anchor, size);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"%d\">", x, y, anchor,
+            size);
     for (; *s; s++) {
         if (*s == '<') fputs("&lt;", f);
         else if (*s == '>') fputs("&gt;", f);
@@ -130,8 +131,10 @@ static void timeline(FILE *f, const trace *t, box b) {
 static void histogram(FILE *f, const trace *t, box b) {
     fputs("<g id=\"histogram\">\n", f);
     frame(f, b, "Pause histogram (log scale)", "stop length", "stops");
-    int64_t lo_ns = t->nstops ? t->sorted[0] : 1000, hi_ns = t->nstops ? t->sorted[t->nstops - 1] : 1000;
-    int d0 = (int)floor(log10((double)(lo_ns > 0 ? lo_ns : 1))), d1 = (int)ceil(log10((double)(hi_ns > 0 ? hi_ns : 1)) + 1e-12);
+    int64_t lo_ns = t->nstops ? t->sorted[0] : 1000;
+    int64_t hi_ns = t->nstops ? t->sorted[t->nstops - 1] : 1000;
+    int d0 = (int)floor(log10((double)(lo_ns > 0 ? lo_ns : 1)));
+    int d1 = (int)ceil(log10((double)(hi_ns > 0 ? hi_ns : 1)) + 1e-12);
     if (d1 <= d0) d1 = d0 + 1;
     if (d1 - d0 < 2) d1 = d0 + 2;
     int nb = 4 * (d1 - d0);
@@ -205,7 +208,8 @@ static void mmu_curve(FILE *f, const trace *t, box b) {
         snprintf(legend + l, sizeof legend - l, "%s %gms: %.1f%%", i ? "," : "", marks[i] / 1e6,
                  u * 100);
         if (marks[i] < pow(10, L0) || marks[i] > pow(10, L1)) continue;
-        fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4\" fill=\"#9467bd\"/>\n", X(marks[i]), Y(u));
+        fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4\" fill=\"#9467bd\"/>\n", X(marks[i]),
+                Y(u));
     }
     text(f, b.x0 + 8, b.y0 + 18, "start", 11, legend);
     fputs("</g>\n", f);

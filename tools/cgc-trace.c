@@ -8,7 +8,8 @@
  *               closing "]", or a half-written last line) is read up to its last complete
  *               event; --repair writes that prefix as valid JSON.
  *   otherwise   saved CGC_TRACE=1 lines (stderr of the program); other lines are ignored:
- *   cgc 7 @1.204s 3%: 0.031+2.4+0.052 ms clock, 0.03+0.8/1.9/0+0.05 ms cpu, 41->44->18 MB, 40 MB goal, 4 T
+ *     cgc 7 @1.204s 3%: 0.031+2.4+0.052 ms clock, 0.03+0.8/1.9/0+0.05 ms cpu,
+ *         41->44->18 MB, 40 MB goal, 4 T            (one line; see README "The trace line")
  *
  * DEFINITIONS (the README repeats them):
  * - A stop is one interval during which the program's threads were stopped, from the stop
@@ -105,7 +106,12 @@ static const char *parse_scaled(const char *s, int64_t scale, int64_t *out) {
 static bool parse_line(trace *t, const char *s) {
     int64_t cyc, at, pct, s1, mark, s2, cpu, mb[3], goal, threads;
     const char *p = s;
-#define EXPECT(lit) do { size_t l_ = strlen(lit); if (strncmp(p, lit, l_)) return false; p += l_; } while (0)
+#define EXPECT(lit)                                                                          \
+    do {                                                                                     \
+        size_t l_ = strlen(lit);                                                             \
+        if (strncmp(p, lit, l_)) return false;                                               \
+        p += l_;                                                                             \
+    } while (0)
 #define NUM(scale, out) do { if (!(p = parse_scaled(p, scale, out))) return false; } while (0)
     EXPECT("cgc ");
     NUM(1, &cyc);
@@ -287,7 +293,9 @@ static bool jevent(jp *j, event *ev) {
         if (!jstring(j, key, sizeof key) || !lit(j, ':')) return false;
         if (!strcmp(key, "name") || !strcmp(key, "cat") || !strcmp(key, "ph")) {
             char *dst = key[0] == 'n' ? ev->name : key[0] == 'c' ? ev->cat : ev->ph;
-            size_t cap = key[0] == 'n' ? sizeof ev->name : key[0] == 'c' ? sizeof ev->cat : sizeof ev->ph;
+            size_t cap = key[0] == 'n'   ? sizeof ev->name
+                         : key[0] == 'c' ? sizeof ev->cat
+                                         : sizeof ev->ph;
             if (!jstring(j, dst, cap)) return false;
         } else if (!strcmp(key, "ts") || !strcmp(key, "dur")) {
             if (!jnumber(j, txt, sizeof txt, &v)) return false;
@@ -522,7 +530,7 @@ int64_t trace_percentile(const trace *t, int p) {
     return t->sorted[rank - 1];
 }
 
-/* ---- output ----------------------------------------------------------------------------------- */
+/* ---- output ------------------------------------------------------------------------------ */
 /* ns as "12.345" ms, rounded half up to the microsecond. */
 static const char *ms(char *buf, int64_t ns) {
     int64_t us = (ns + 500) / 1000;
@@ -569,7 +577,8 @@ static void print_json(const trace *t, const char *path) {
            t->is_json ? "trace-file" : "trace-lines", t->truncated ? "true" : "false",
            t->ncycles, (long long)(t->span_hi - t->span_lo), t->nstops);
     static const int ps[3] = {50, 90, 99};
-    for (int i = 0; i < 3; i++) printf(",\"p%d_ns\":%lld", ps[i], (long long)trace_percentile(t, ps[i]));
+    for (int i = 0; i < 3; i++)
+        printf(",\"p%d_ns\":%lld", ps[i], (long long)trace_percentile(t, ps[i]));
     const stop *l = t->nstops ? &t->stops[t->longest] : NULL;
     printf(",\"max_ns\":%lld,\"max_cycle\":%lld,\"max_at_ns\":%lld,\"total_stopped_ns\":%lld",
            (long long)(l ? l->b - l->a : 0), (long long)(l ? l->cycle : -1),
