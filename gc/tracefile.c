@@ -59,7 +59,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define CHUNK_CAP ((uint64_t)4 << 20)
+#ifndef TRACE_CHUNK_CAP
+#define TRACE_CHUNK_CAP (4 << 20) /* stress/ builds a small one to exercise dropping */
+#endif
+#define CHUNK_CAP ((uint64_t)TRACE_CHUNK_CAP)
 #define REC_MAX 768 /* longest record, thread-name line included */
 
 typedef struct trace_chunk {
