@@ -61,6 +61,11 @@ if [ -x "$build/examples/trace_demo" ] && [ -x "$build/tools/cgc-trace" ]; then
   echo
   echo "cgc-trace out/trace.json --svg out/trace.svg:"
   "$build/tools/cgc-trace" out/trace.json --svg out/trace.svg
+  if "$build/tools/cgc-trace" out/trace.lines >out/trace.lines.summary 2>/dev/null; then
+    echo
+    echo "cgc-trace reads the saved lines too (cgc-trace out/trace.lines; stops only, no heap samples):"
+    sed -n '2,6p' out/trace.lines.summary
+  fi
   echo
   echo "Open out/trace.svg in a browser (heap over time with every stop, pause histogram, MMU curve),"
   echo "and out/trace.json in https://ui.perfetto.dev (Open trace file) or chrome://tracing."
