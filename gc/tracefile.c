@@ -100,14 +100,16 @@ static void put(rec *r, const char *s) {
     while (*s && r->p < r->end) *r->p++ = *s++;
 }
 
-/* A JSON string body: quotes, backslashes and control characters escaped, at most 100 bytes. */
+/* A JSON string body, at most 100 bytes: quotes and backslashes escaped; control characters
+ * and non-ASCII bytes become '?' (a thread name cut at 15 bytes may end mid-character, and
+ * the file must stay valid UTF-8). */
 static void put_json_str(rec *r, const char *s) {
     for (int n = 0; s && *s && n < 100 && r->p + 6 < r->end; s++, n++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') {
             *r->p++ = '\\';
             *r->p++ = (char)c;
-        } else if (c < 0x20) {
+        } else if (c < 0x20 || c >= 0x80) {
             *r->p++ = '?';
         } else {
             *r->p++ = (char)c;

@@ -302,6 +302,11 @@ static bool jevent(jp *j, event *ev) {
             if (key[0] == 't') ev->ts = us_to_ns(txt, v), ev->has_ts = true;
             else ev->dur = us_to_ns(txt, v), ev->has_dur = true;
         } else if (!strcmp(key, "args")) {
+            ws(j);
+            if (j->s < j->end && *j->s != '{') { /* not ours: any other value */
+                if (!jskip(j, 1)) return false;
+                goto next;
+            }
             if (!lit(j, '{')) return false;
             if (!lit(j, '}')) {
                 for (;;) {
@@ -330,6 +335,7 @@ static bool jevent(jp *j, event *ev) {
         } else if (!jskip(j, 1)) {
             return false;
         }
+    next:
         if (lit(j, '}')) return true;
         if (!lit(j, ',')) return false;
     }
