@@ -12,6 +12,7 @@ halfway whose child collects on its own). Checks the file the parent leaves:
     the longest equals gc_pause_max_ns;
   - only the parent's pid appears in it; the child's events are in path.<child pid>, itself
     valid JSON with its own cycles; cgc-trace reads both.
+And a run killed with SIGKILL leaves a file that cgc-trace reads and repairs.
 
 usage: test_trace_file.py TRACE_DEMO CGC_TRACE WORKDIR
 """
@@ -22,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 demo, cgc_trace, work = sys.argv[1], sys.argv[2], sys.argv[3]
 os.makedirs(work, exist_ok=True)
@@ -138,6 +140,35 @@ for f in [path] + children:
         check(f"cgc-trace total {s['total_stopped_ns']} == stats {pause_total}",
               s["total_stopped_ns"] == pause_total)
         check(f"cgc-trace cycles {s['cycles']} == stats {ncycles}", s["cycles"] == ncycles)
+
+# A process killed mid-run (SIGKILL: no exit handler) leaves the events of the cycles it had
+# flushed: cgc-trace reads them, says the file ends early, and --repair makes it valid JSON.
+killed = os.path.join(work, "killed.json")
+for old in glob.glob(killed + "*"):
+    os.remove(old)
+k = subprocess.Popen([demo, "--threads", "2", "--ms", "5000"],
+                     env=dict(os.environ, CGC_TRACE_FILE=killed),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for _ in range(100):  # until a few cycles were flushed (at most 10 s)
+    time.sleep(0.1)
+    if os.path.exists(killed) and open(killed).read().count('"cat":"cycle"') >= 3:
+        break
+k.kill()
+k.wait()
+r = subprocess.run([cgc_trace, "--json", "--repair", killed + ".repaired", killed],
+                   capture_output=True, text=True)
+check(f"cgc-trace on a killed run's file: exit {r.returncode} {r.stderr}", r.returncode == 0)
+if r.returncode == 0:
+    s = json.loads(r.stdout)
+    check(f"killed run: truncated flag {s['truncated']}", s["truncated"] is True)
+    check(f"killed run: {s['cycles']} cycles read", s["cycles"] >= 3)
+    check("killed run: note on stderr", "ends early" in r.stderr)
+    try:
+        fixed = json.load(open(killed + ".repaired"))
+        check("repaired killed run has its cycle events",
+              sum(1 for e in fixed if e.get("cat") == "cycle") == s["cycles"])
+    except ValueError as e:
+        failures.append(f"repaired killed run is not valid JSON: {e}")
 
 if failures:
     print("\n".join(failures))
