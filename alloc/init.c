@@ -44,7 +44,7 @@ static const char *const known_options[] = {
     "CGC_STATS", "CGC_ON_ERROR", "CGC_DECAY_MS", "CGC_SCAVENGER",
     /* the collector's (gc/cycle.c reads them) */
     "CGC_GC_PERCENT", "CGC_MEMORY_LIMIT", "CGC_HEAP_MAX", "CGC_TRACE", "CGC_CLOBBER",
-    "CGC_CHECKMARK", "CGC_ROOTS", "CGC_SIGNAL", "CGC_FINALIZERS", NULL,
+    "CGC_CHECKMARK", "CGC_ROOTS", "CGC_SIGNAL", "CGC_FINALIZERS", "CGC_TRACE_FILE", NULL,
 };
 
 static void warn_unknown(const char *name, size_t len, const char *value) {
@@ -149,7 +149,10 @@ void alloc_fork_child(void) {
     for (unsigned i = 0; i < ALLOC_NCLASSES; i++) pthread_mutex_init(&alloc_centrals[i].lock, NULL);
     pthread_mutex_init(&alloc_orphan_lock, NULL);
     pthread_mutex_init(&alloc_cache_registry_lock, NULL);
-    alloc_cache_fork_child();
+    /* With the collector running, the dead threads' caches hold collected spans too, whose
+     * central locks the collector's child handler re-initialises after this one runs: it
+     * releases the caches then (gc/cycle.c gc_fork_child). */
+    if (alloc_gc_cache_release_hook == NULL) alloc_cache_fork_child();
     alloc_scavenger_after_fork_child();
     alloc_tls_stop_deferred = 0; /* the parent's collector is not ours */
     alloc_tls_nostop--;

@@ -17,6 +17,7 @@
  * allocation that would pass it collects first and fails with ENOMEM if it still would.
  */
 #include "cgc/gc.h"
+#include "cgc/trace.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -140,6 +141,7 @@ void gc_ensure_init(void) {
     pthread_mutex_lock(&init_lock);
     if (!atomic_load_explicit(&gc_inited, memory_order_relaxed)) {
         gc_read_options();
+        trace_file_init();
         gc_roots_exclude((uintptr_t)alloc_arena_index,
                          (uintptr_t)alloc_arena_index + sizeof alloc_arena_index);
         gc_heap_init();
@@ -206,8 +208,11 @@ static uint64_t stops, stop_wait_total, stop_wait_max, hold_max;
 
 /* One stop of the world: requested at t_req, every thread stopped at t_stopped, restarted
  * at t_end. The pause is t_end - t_req (a thread that stopped first waited that long). */
+static _Atomic uint64_t trace_cycle_no; /* [written under gc_lock] the cycle in progress, for the trace file */
+
 static void record_stop(uint64_t t_req, uint64_t t_stopped, uint64_t t_end) {
     uint64_t pause = t_end - t_req, wait = t_stopped - t_req;
+    if (trace_file_enabled()) trace_stop(trace_cycle_no, "stop", t_req, t_stopped, t_end);
     pauses[stops % CGC_STATS_PAUSES] = pause;
     stops++;
     pause_total += pause;
@@ -356,6 +361,7 @@ static void mark_until_idle(cycle_times *ct) {
         uint64_t done = gc_mark_some(8 * SLICE);
         uint64_t e = plat_now_ns();
         busy += e - s;
+        if (done && trace_file_enabled()) trace_span(trace_cycle_no, "mark worker", "worker", s, e);
         if (done) {
             atomic_fetch_add_explicit(&mark_work_done, done, memory_order_relaxed);
             atomic_fetch_add_explicit(&bg_credit, (int64_t)done, memory_order_relaxed);
@@ -536,6 +542,9 @@ static void run_cycle(bool forced) {
     atomic_fetch_add_explicit(&gc_freed_total, ct.prev_freed, memory_order_relaxed);
     atomic_store_explicit(&gc_freed_objects_last, 0, memory_order_relaxed);
     ct.heap_before = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
+    uint64_t trace_goal0 = atomic_load_explicit(&gc_goal, memory_order_relaxed); /* trace file */
+    uint64_t trace_live0 = live_after_mark;                                       /* trace file */
+    trace_cycle_no = atomic_load_explicit(&cycles, memory_order_relaxed) + 1;
     if (gc_opt.stop_the_world) {
         pthread_mutex_lock(&gc_threads_lock);
         dl_iterate_phdr(stw_cb, &ct);
@@ -546,9 +555,23 @@ static void run_cycle(bool forced) {
     atomic_fetch_add_explicit(&worker_ns_total, ct.worker_ns, memory_order_relaxed);
     ct.assist_ns = atomic_load_explicit(&cycle_assist_ns, memory_order_relaxed);
     if (ct.hold_max > hold_max) hold_max = ct.hold_max;
-    atomic_store_explicit(&cycles, atomic_load_explicit(&cycles, memory_order_relaxed) + 1,
-                          memory_order_release);
+    atomic_store_explicit(&cycles, trace_cycle_no, memory_order_release);
     if (gc_opt.trace) trace_line(&ct);
+    /* ---- trace file (CGC_TRACE_FILE, gc/tracefile.c): the stops were recorded as they
+     * ended (record_stop); here the phases, the counters and the cycle itself. */
+    if (trace_file_enabled()) {
+        uint64_t n = trace_cycle_no;
+        trace_counters(ct.t_start, ct.heap_before, trace_goal0, trace_live0);
+        if (!gc_opt.stop_the_world) {
+            trace_span(n, "sweep termination", "phase", ct.t_start, ct.s1_req);
+            trace_span(n, "mark", "phase", ct.s1_end, ct.s2_req);
+        }
+        uint64_t goal = atomic_load_explicit(&gc_goal, memory_order_relaxed);
+        trace_counters(ct.t_end, live_after_mark, goal, live_after_mark);
+        trace_cycle(n, ct.t_start, plat_now_ns());
+        trace_file_flush();
+    }
+    /* ---- end trace file */
 }
 
 /* ---- the coordinator ------------------------------------------------------------------------
@@ -684,13 +707,17 @@ void gc_assist(uint64_t bytes) {
         atomic_fetch_add_explicit(&mark_work_done, w, memory_order_relaxed);
         debt -= (int64_t)w;
     }
-    uint64_t d = plat_now_ns() - t0;
+    uint64_t t1 = plat_now_ns(), d = t1 - t0;
+    if (trace_file_enabled()) trace_span(trace_cycle_no, "assist", "assist", t0, t1);
     atomic_fetch_add_explicit(&assist_ns_total, d, memory_order_relaxed);
     atomic_fetch_add_explicit(&cycle_assist_ns, d, memory_order_relaxed);
 }
 
 void gc_account(uint64_t bytes) {
     uint64_t now = atomic_fetch_add_explicit(&gc_heap_bytes, bytes, memory_order_relaxed) + bytes;
+    if (trace_file_enabled()) /* the heap-in-use track between cycles (at most every ms) */
+        trace_counters_sample(now, atomic_load_explicit(&gc_goal, memory_order_relaxed),
+                              live_after_mark);
     if (atomic_load_explicit(&gc_marking, memory_order_relaxed)) {
         gc_assist(bytes);
         return;
@@ -840,4 +867,5 @@ static void gc_fork_child(void) {
     gc_roots_fork(2);
     gc_threads_fork(2);
     pthread_mutex_init(&gc_lock, NULL);
+    alloc_cache_fork_child(); /* every lock is fresh now, the collected spans' included */
 }

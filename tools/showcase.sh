@@ -4,7 +4,9 @@
 #     prints cgc's statistics at exit, which proves every allocation went through cgc.
 #  2. The same for sqlite3 on a generated workload.
 #  3. the collected heap: a GC benchmark with the per-cycle trace line, and the embedding example;
-#  4. perf/compare: cgc beside glibc, mimalloc, jemalloc and tcmalloc in one run.
+#  4. perf/compare: cgc beside glibc, mimalloc, jemalloc and tcmalloc in one run;
+#  5. reading traces: a GC-heavy program run through cgc-run with a trace file, summarised by
+#     cgc-trace and drawn as an SVG, both left in out/.
 set -euo pipefail
 build=${1:-build}
 lib=$(cd "$build" && pwd)/libcgc.so
@@ -48,3 +50,24 @@ say "perf/compare --rounds 3 --scale 0.5: cgc beside the allocators people alrea
 perf/compare --rounds 3 --scale 0.5 --build "$build"
 echo
 echo "Full comparison (5 interleaved rounds): make bench. Results: perf/README.md."
+
+if [ -x "$build/examples/trace_demo" ] && [ -x "$build/tools/cgc-trace" ]; then
+  mkdir -p out
+  say "Reading traces: cgc-run --trace out/trace.json -- trace_demo (4 threads building trees on the collected heap for 1.5 s)"
+  CGC_TRACE=1 "$build/tools/cgc-run" --trace out/trace.json -- \
+    "$build/examples/trace_demo" --threads 4 --ms 1500 >/dev/null 2>out/trace.lines
+  echo "CGC_TRACE=1 lines (first 4 of $(grep -c '^cgc ' out/trace.lines); all in out/trace.lines):"
+  awk '/^cgc / { print; if (++n == 4) exit }' out/trace.lines
+  echo
+  echo "cgc-trace out/trace.json --svg out/trace.svg:"
+  "$build/tools/cgc-trace" out/trace.json --svg out/trace.svg
+  if "$build/tools/cgc-trace" out/trace.lines >out/trace.lines.summary 2>/dev/null; then
+    echo
+    echo "cgc-trace reads the saved lines too (cgc-trace out/trace.lines; stops only, no heap samples):"
+    sed -n '2,6p' out/trace.lines.summary
+  fi
+  echo
+  echo "Open out/trace.svg in a browser (heap over time with every stop, pause histogram, MMU curve),"
+  echo "and out/trace.json in https://ui.perfetto.dev (Open trace file) or chrome://tracing."
+  echo "What the numbers mean: README, 'Reading traces'."
+fi

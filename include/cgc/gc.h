@@ -6,6 +6,7 @@
  *   gc/roots.c    registered roots, module data/bss (dl_iterate_phdr), static TLS
  *   gc/threads.c  thread registry, stopping and restarting the world, blocking regions
  *   gc/cycle.c    the cycle, pacing, finalizers, weak handles, statistics, the trace line
+ *   gc/tracefile.c  the trace file (its interface is include/cgc/trace.h)
  *
  * THE INVARIANT (tri-color, Lua's lgc.h style): while marking, an object is white (mark bit
  * clear), grey (mark bit set, on the work list) or black (mark bit set, scanned). Marking
@@ -18,6 +19,8 @@
  * -> gc_threads_lock -> gc_roots_lock / gc_final_lock -> allocator locks -> gc_central locks.
  * A thread is never stopped inside an allocator lock or a collected allocation
  * (alloc_tls_nostop); gc_lock is never taken inside such a region.
+ * trace_flush_lock (gc/tracefile.c) is a leaf, taken only outside stops (after a cycle, under
+ * gc_lock, or on an allocation path outside no-stop regions, try-lock only) and at exit.
  */
 #ifndef CGC_GC_H
 #define CGC_GC_H
