@@ -313,6 +313,7 @@ static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
 static void stop1(cycle_times *ct) {
     pthread_mutex_lock(&gc_threads_lock);
     ct->s1_req = plat_now_ns();
+    if (trace_file_enabled()) trace_span(trace_cycle_no, "sweep termination", "phase", ct->t_start, ct->s1_req);
     gc_stop_world();
     ct->s1_stopped = plat_now_ns();
     unsigned n = 0;
@@ -392,6 +393,8 @@ typedef struct term_ctx {
 static void stop2(term_ctx *tc) {
     cycle_times *ct = tc->ct;
     ct->s2_req = plat_now_ns();
+    if (trace_file_enabled())
+        trace_span(trace_cycle_no, "mark", "phase", ct->attempts ? ct->s2_end : ct->s1_end, ct->s2_req);
     gc_stop_world();
     ct->s2_stopped = plat_now_ns();
     for (gc_thread *t = gc_threads; t; t = t->next) gc_barrier_flush(t);
@@ -545,6 +548,8 @@ static void run_cycle(bool forced) {
     uint64_t trace_goal0 = atomic_load_explicit(&gc_goal, memory_order_relaxed); /* trace file */
     uint64_t trace_live0 = live_after_mark;                                       /* trace file */
     trace_cycle_no = atomic_load_explicit(&cycles, memory_order_relaxed) + 1;
+    /* Events are recorded in the order they end, per thread (cgc-trace relies on it). */
+    if (trace_file_enabled()) trace_counters(ct.t_start, ct.heap_before, trace_goal0, trace_live0);
     if (gc_opt.stop_the_world) {
         pthread_mutex_lock(&gc_threads_lock);
         dl_iterate_phdr(stw_cb, &ct);
@@ -561,11 +566,6 @@ static void run_cycle(bool forced) {
      * ended (record_stop); here the phases, the counters and the cycle itself. */
     if (trace_file_enabled()) {
         uint64_t n = trace_cycle_no;
-        trace_counters(ct.t_start, ct.heap_before, trace_goal0, trace_live0);
-        if (!gc_opt.stop_the_world) {
-            trace_span(n, "sweep termination", "phase", ct.t_start, ct.s1_req);
-            trace_span(n, "mark", "phase", ct.s1_end, ct.s2_req);
-        }
         uint64_t goal = atomic_load_explicit(&gc_goal, memory_order_relaxed);
         trace_counters(ct.t_end, live_after_mark, goal, live_after_mark);
         trace_cycle(n, ct.t_start, plat_now_ns());
