@@ -9,6 +9,7 @@
  * "never allocate while initialising" rule obvious).
  */
 #include "cgc/internal.h"
+#include "cgc/leak.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ uintptr_t alloc_tag_key = 0x5bd1e9955bd1e995u; /* replaced by a random key at in
 static _Atomic int init_started;
 static _Atomic uint64_t error_count;
 
+void (*alloc_leak_stats_hook)(cgc_stats *st);
 extern uint64_t alloc_dead_nmalloc, alloc_dead_nfree, alloc_dead_nremote, alloc_threads_created;
 
 size_t alloc_fmt(char *buf, size_t cap, const char *fmt, ...) {
@@ -44,7 +46,9 @@ static const char *const known_options[] = {
     "CGC_STATS", "CGC_ON_ERROR", "CGC_DECAY_MS", "CGC_SCAVENGER",
     /* the collector's (gc/cycle.c reads them) */
     "CGC_GC_PERCENT", "CGC_MEMORY_LIMIT", "CGC_HEAP_MAX", "CGC_TRACE", "CGC_CLOBBER",
-    "CGC_CHECKMARK", "CGC_ROOTS", "CGC_SIGNAL", "CGC_FINALIZERS", NULL,
+    "CGC_CHECKMARK", "CGC_ROOTS", "CGC_SIGNAL", "CGC_FINALIZERS",
+    /* leak mode's (gc/leak.c) */
+    "CGC_LEAKS", "CGC_LEAKS_INTERVAL", "CGC_LEAKS_STACKS", "CGC_LEAKS_FILE", "CGC_LEAKS_JSON", NULL,
 };
 
 static void warn_unknown(const char *name, size_t len, const char *value) {
@@ -92,6 +96,7 @@ void alloc_read_options(void) {
         if (strcmp(v, "0") == 0 || strcmp(v, "1") == 0) alloc_opt.scavenger = *v == '1';
         else bad_option("CGC_SCAVENGER", v);
     }
+    leak_parse_mode(); /* before the first block is handed out: every block is tracked */
     plat_env_foreach("CGC_", warn_unknown);
 }
 
@@ -210,6 +215,7 @@ void cgc_get_stats(cgc_stats *out) {
     st.scavenged_bytes = hs.scavenged;
     st.errors = atomic_load_explicit(&error_count, memory_order_relaxed);
     if (alloc_gc_stats_hook) alloc_gc_stats_hook(&st);
+    if (alloc_leak_stats_hook) alloc_leak_stats_hook(&st);
     *out = st;
 }
 

@@ -255,6 +255,8 @@ void cgc_blocking_leave(void) {
 }
 
 /* ---- stopping the world -------------------------------------------------------------------- */
+int gc_stop_may_give_up, gc_stop_gave_up; /* leak mode (gc/leak.c); [gc_threads_lock] */
+
 uint64_t gc_stop_world(void) {
     uint64_t t0 = plat_now_ns();
     atomic_fetch_add_explicit(&gc_epoch, 1, memory_order_acq_rel); /* odd: stopping */
@@ -275,6 +277,11 @@ uint64_t gc_stop_world(void) {
         if (sem_timedwait(&ack_sem, &ts) == 0) {
             waiting--;
         } else if (errno == ETIMEDOUT) {
+            /* leak mode: a thread that cannot be stopped makes its cycle give up */
+            if (gc_stop_may_give_up) {
+                gc_stop_gave_up = 1;
+                break;
+            }
             static const char msg[] = "cgc: warning: a registered thread has not stopped for "
                                       "5 s (is the stop signal blocked?)\n";
             plat_write_stderr(msg, sizeof msg - 1);

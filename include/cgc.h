@@ -91,7 +91,7 @@ CGC_API cgc_weak *cgc_weak_new(void *obj); /* the handle is itself collected */
 CGC_API void *cgc_weak_get(const cgc_weak *w);
 
 /* ---- statistics ----------------------------------------------------------------------- */
-#define CGC_STATS_VERSION 2
+#define CGC_STATS_VERSION 3
 #define CGC_STATS_PAUSES 256
 typedef struct cgc_stats {
     uint32_t version;          /* CGC_STATS_VERSION of the library that filled it */
@@ -120,6 +120,13 @@ typedef struct cgc_stats {
     uint64_t gc_pause_max_ns;  /* longest stop */
     uint64_t gc_pauses_ns[CGC_STATS_PAUSES]; /* last stops, ring: [gc_cycles % 256] is next */
     uint64_t gc_finalizers_run;
+    /* leak mode, CGC_LEAKS (version 3) */
+    uint64_t leak_cycles;          /* leak checks completed */
+    uint64_t leak_lost_blocks;     /* blocks found lost by the last check */
+    uint64_t leak_lost_bytes;      /* their bytes (as requested) */
+    uint64_t leak_freed_blocks;    /* lost blocks freed since start (CGC_LEAKS=collect) */
+    uint64_t leak_freed_bytes;
+    uint64_t leak_cycles_given_up; /* checks abandoned (a thread could not be stopped) */
 } cgc_stats;
 CGC_API void cgc_get_stats(cgc_stats *out);
 /* Print the statistics (one block of lines) to stderr. CGC_STATS=1 does this at exit. */

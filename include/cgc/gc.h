@@ -71,6 +71,9 @@ gc_thread *gc_require_self(const char *what);
  * gc_threads_lock. Returns the time spent waiting (ns). */
 uint64_t gc_stop_world(void);
 void gc_start_world(void);
+/* Leak mode: with gc_stop_may_give_up set, a stop still waiting for a thread after 5 s
+ * returns early with gc_stop_gave_up set (the caller restarts the world and gives up). */
+extern int gc_stop_may_give_up, gc_stop_gave_up;
 void gc_threads_init(void);
 /* Register the thread that initialises the collector (normally main). */
 void gc_register_initial_thread(void);
@@ -84,6 +87,8 @@ void gc_roots_exclude(uintptr_t lo, uintptr_t hi);
 /* The roots lock (a no-stop lock): the cycle holds it across the stop. */
 void gc_roots_lock(void);
 void gc_roots_unlock(void);
+/* Leak mode: module data/bss and registered roots, each range passed to sink. */
+void gc_scan_static_roots_with(void (*sink)(uintptr_t lo, uintptr_t hi));
 /* Thread's static TLS bounds, from the thread pointer. */
 void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi);
 
