@@ -242,5 +242,13 @@ void cgc_print_stats(void) {
             (unsigned long long)st.gc_finalizers_run, st.gc_pause_total_ns / 1e6,
             st.gc_pause_max_ns / 1e6);
     }
+    if ((st.leak_cycles > 0 || st.leak_cycles_given_up > 0) && n < sizeof buf) {
+        n += alloc_fmt(buf + n, sizeof buf - n,
+            "cgc: stats: leaks: %llu checks (%llu given up), last check %llu blocks %.1f MiB lost, "
+            "%llu blocks %.1f MiB freed since start\n",
+            (unsigned long long)st.leak_cycles, (unsigned long long)st.leak_cycles_given_up,
+            (unsigned long long)st.leak_lost_blocks, st.leak_lost_bytes / mib,
+            (unsigned long long)st.leak_freed_blocks, st.leak_freed_bytes / mib);
+    }
     plat_write_stderr(buf, n);
 }

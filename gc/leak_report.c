@@ -155,13 +155,29 @@ static void stacks_desc(char *buf, size_t cap) {
     else alloc_fmt(buf, cap, "sample:%u", leak_sample_every);
 }
 
+/* The command line, NULs turned into spaces (at most cap-1 bytes). */
+static void command_line(char *buf, size_t cap) {
+    buf[0] = 0;
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n <= 0) return;
+    while (n > 0 && buf[n - 1] == 0) n--;
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == 0) buf[i] = ' ';
+    buf[n] = 0;
+}
+
+static char cmdline[512];
+
 static void write_text(out *o, leak_block *b, const group *g, size_t ng, const leak_summary *s) {
     char stacks[32];
     stacks_desc(stacks, sizeof stacks);
     const char *verb = s->collect ? "lost and freed" : "lost";
-    out_printf(o, "cgc: leaks: pid %d, check %llu (%s): %llu bytes in %llu blocks %s, from %zu "
+    out_printf(o, "cgc: leaks: pid %d (%.80s), check %llu (%s): %llu bytes in %llu blocks %s, from %zu "
                   "sites; %llu bytes in %llu blocks reachable; stacks: %s; world stopped %.3f ms\n",
-               (int)getpid(), (unsigned long long)s->cycle, s->reason,
+               (int)getpid(), cmdline, (unsigned long long)s->cycle, s->reason,
                (unsigned long long)s->lost_bytes, (unsigned long long)s->lost_blocks, verb, ng,
                (unsigned long long)s->live_bytes, (unsigned long long)s->live_blocks, stacks,
                (double)s->stopped_ns / 1e6);
@@ -190,7 +206,9 @@ static void write_text(out *o, leak_block *b, const group *g, size_t ng, const l
 static void write_json(out *o, leak_block *b, const group *g, size_t ng, const leak_summary *s) {
     char stacks[32];
     stacks_desc(stacks, sizeof stacks);
-    out_printf(o, "{\"pid\":%d,\"check\":%llu,\"reason\":", (int)getpid(), (unsigned long long)s->cycle);
+    out_printf(o, "{\"pid\":%d,\"command\":", (int)getpid());
+    out_json_str(o, cmdline);
+    out_printf(o, ",\"check\":%llu,\"reason\":", (unsigned long long)s->cycle);
     out_json_str(o, s->reason);
     out_printf(o, ",\"stacks\":\"%s\",\"freed\":%s,\"lost_bytes\":%llu,\"lost_blocks\":%llu,"
                   "\"reachable_bytes\":%llu,\"reachable_blocks\":%llu,\"stopped_ms\":%.3f,\"sites\":[",
@@ -239,7 +257,9 @@ void leak_report(leak_block *b, size_t n, const leak_summary *s) {
     }
     sort_groups(g, ng);
     static out o; /* 8 KiB: not on the stack of a thread that may be deep in a program */
-    if (!s->collect || leak_file_path) {
+    command_line(cmdline, sizeof cmdline);
+    /* Text: nothing when nothing was lost (like LeakSanitizer); JSON: always a record. */
+    if ((!s->collect || leak_file_path) && n > 0) {
         o.fd = leak_file_path ? open_dest(leak_file_path, &text_pid) : 2;
         if (o.fd < 0) o.fd = 2;
         o.n = 0;
