@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """check_collect.py LIB PROGRAM [ITERATIONS] — run the leaky loop (tests/leaks/leaky_loop.c,
 1 MiB lost per iteration) under LD_PRELOAD=LIB with CGC_LEAKS=collect and check: the same
-stdout as the loop that frees each block itself, a peak RSS (VmHWM) under 64 MiB, and the
+stdout as the loop that reuses one block, a peak RSS (VmHWM) under 64 MiB, and the
 statistics counting the freed blocks."""
 import os, re, subprocess, sys
 

@@ -53,7 +53,7 @@ check([s["bytes"] for s in rep["sites"]] == sorted((s["bytes"] for s in rep["sit
       "sites not largest first")
 
 # Human form: the same three entries, blocks and sizes.
-m = re.search(r"cgc: leaks: pid \d+, check 1 \(exit\): (\d+) bytes in (\d+) blocks lost, from (\d+) sites", text)
+m = re.search(r"cgc: leaks: pid \d+ \(.*?\), check 1 \(exit\): (\d+) bytes in (\d+) blocks lost, from (\d+) sites", text)
 check(m is not None, "no summary line in the text report:\n" + text)
 if m:
     check((int(m[1]), int(m[2]), int(m[3])) == (sum(lost.values()), len(lost), len(lost)),
