@@ -672,7 +672,9 @@ static bool scan_anonymous(void) {
         seen_stack *d = &seen[i];
         if (!in_maps(d->tp, 3 * sizeof(uintptr_t))) continue;
         const uintptr_t *tcb = (const uintptr_t *)d->tp;
-        if (tcb[0] == d->tp && tcb[2] == d->tp) excl_add(d->lo, d->hi); /* still glibc's */
+        /* Still glibc's: skip its dead frames and stale static TLS, but keep scanning the
+         * thread descriptor above tp: glibc still owns what it points to (the DTV). */
+        if (tcb[0] == d->tp && tcb[2] == d->tp) excl_add(d->lo, d->tp);
     }
     rng *x = excl.p;
     sort_ranges(x, excl.n);

@@ -226,6 +226,13 @@ static void write_json(out *o, leak_block *b, const group *g, size_t ng, const l
             leak_symbolize(f[k], sym, sizeof sym);
             out_printf(o, "%s{\"ip\":\"0x%lx\",\"symbol\":", k ? "," : "", (unsigned long)f[k]);
             out_json_str(o, sym);
+            const char *mod;
+            uintptr_t off;
+            if (leak_frame_module(f[k], &mod, &off)) {
+                out_printf(o, ",\"module\":");
+                out_json_str(o, mod);
+                out_printf(o, ",\"offset\":\"0x%lx\"", (unsigned long)off);
+            }
             out_put(o, "}", 1);
         }
         out_printf(o, "],\"block_list\":[");

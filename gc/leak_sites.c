@@ -247,6 +247,14 @@ size_t leak_symbolize(uintptr_t ip, char *buf, size_t cap) {
     return alloc_fmt(buf, cap, "%s+0x%lx", mod, (unsigned long)(ip - (uintptr_t)info.dli_fbase));
 }
 
+bool leak_frame_module(uintptr_t ip, const char **module, uintptr_t *offset) {
+    Dl_info info;
+    if (dladdr((void *)(ip - 1), &info) == 0 || info.dli_fname == NULL) return false;
+    *module = info.dli_fname;
+    *offset = ip - (uintptr_t)info.dli_fbase;
+    return true;
+}
+
 void leak_sites_fork(int what) {
     if (what == 0) alloc_lock(&sites_lock);
     else if (what == 1) alloc_unlock(&sites_lock);

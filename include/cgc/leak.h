@@ -72,6 +72,8 @@ const uintptr_t *leak_site_frames(uint32_t id, unsigned *n);
 bool leak_site_full(uint32_t id);
 /* Symbolise a return address into buf: "function+0x1f (module)" or "module+0x1234". */
 size_t leak_symbolize(uintptr_t ip, char *buf, size_t cap);
+/* The module holding ip and ip's offset in it (for tools); false if none. */
+bool leak_frame_module(uintptr_t ip, const char **module, uintptr_t *offset);
 /* Number of distinct sites recorded. */
 uint32_t leak_sites_count(void);
 void leak_sites_fork(int what);
