@@ -155,21 +155,24 @@ static void stacks_desc(char *buf, size_t cap) {
     else alloc_fmt(buf, cap, "sample:%u", leak_sample_every);
 }
 
-/* The command line, NULs turned into spaces (at most cap-1 bytes). */
-static void command_line(char *buf, size_t cap) {
-    buf[0] = 0;
+/* The command line: raw (NUL-separated arguments, for JSON's argv) and with spaces. */
+static char cmdline_raw[2048], cmdline[2048];
+static size_t cmdline_len;
+
+static void command_line(void) {
+    cmdline[0] = 0;
+    cmdline_len = 0;
     int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return;
-    ssize_t n = read(fd, buf, cap - 1);
+    ssize_t n = read(fd, cmdline_raw, sizeof cmdline_raw - 1);
     close(fd);
     if (n <= 0) return;
-    while (n > 0 && buf[n - 1] == 0) n--;
-    for (ssize_t i = 0; i < n; i++)
-        if (buf[i] == 0) buf[i] = ' ';
-    buf[n] = 0;
+    while (n > 0 && cmdline_raw[n - 1] == 0) n--;
+    cmdline_raw[n] = 0;
+    cmdline_len = (size_t)n;
+    for (ssize_t i = 0; i <= n; i++) cmdline[i] = cmdline_raw[i] ? cmdline_raw[i] : ' ';
+    cmdline[n] = 0;
 }
-
-static char cmdline[512];
 
 static void write_text(out *o, leak_block *b, const group *g, size_t ng, const leak_summary *s) {
     char stacks[32];
@@ -208,6 +211,12 @@ static void write_json(out *o, leak_block *b, const group *g, size_t ng, const l
     stacks_desc(stacks, sizeof stacks);
     out_printf(o, "{\"pid\":%d,\"command\":", (int)getpid());
     out_json_str(o, cmdline);
+    out_printf(o, ",\"argv\":[");
+    for (size_t i = 0; i < cmdline_len; i += strlen(cmdline_raw + i) + 1) {
+        if (i) out_put(o, ",", 1);
+        out_json_str(o, cmdline_raw + i);
+    }
+    out_put(o, "]", 1);
     out_printf(o, ",\"check\":%llu,\"reason\":", (unsigned long long)s->cycle);
     out_json_str(o, s->reason);
     out_printf(o, ",\"stacks\":\"%s\",\"freed\":%s,\"lost_bytes\":%llu,\"lost_blocks\":%llu,"
@@ -264,7 +273,7 @@ void leak_report(leak_block *b, size_t n, const leak_summary *s) {
     }
     sort_groups(g, ng);
     static out o; /* 8 KiB: not on the stack of a thread that may be deep in a program */
-    command_line(cmdline, sizeof cmdline);
+    command_line();
     /* Text: nothing when nothing was lost (like LeakSanitizer); JSON: always a record. */
     if ((!s->collect || leak_file_path) && n > 0) {
         o.fd = leak_file_path ? open_dest(leak_file_path, &text_pid) : 2;

@@ -15,7 +15,9 @@
  *
  * Side tables, the site table and every buffer of the cycle are mapped with plat_map, so
  * they are in cgc's own mappings, which the cycle never scans: nothing of leak mode keeps a
- * user block alive. The malloc entry points (alloc/interpose.c) test leak_mode once; when it
+ * user block alive. Locks: side_lock, seen_lock (gc/leak.c) and sites_lock (gc/leak_sites.c)
+ * are no-stop leaf locks (nothing else is taken under them); a leak check takes gc_lock ->
+ * gc_threads_lock -> the loader lock, like a collector cycle. The malloc entry points (alloc/interpose.c) test leak_mode once; when it
  * is 0 nothing here runs.
  */
 #ifndef CGC_LEAK_H

@@ -94,7 +94,7 @@ with tempfile.TemporaryDirectory() as d:
     for f in glob.glob(os.path.join(d, "cgc.*.json")):
         for line in open(f):
             rep = json.loads(line)
-            argv = rep["command"].split(" ")
+            argv = rep["argv"]
             exe = real_exe(argv[0])
             key = proc_key(argv)
             for s in rep["sites"]:
