@@ -28,7 +28,11 @@
 #include <dlfcn.h>
 #include <libunwind.h>
 #include <link.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define LEAK_MAX_FRAMES 24
 #define DIR_SHIFT 12
@@ -233,6 +237,62 @@ bool leak_site_full(uint32_t id) {
 
 uint32_t leak_sites_count(void) { return atomic_load_explicit(&nsites, memory_order_acquire); }
 
+/* ---- the full symbol table (.symtab), for functions a module does not export ----------------
+ * Only when dladdr has no exact answer, at report time. Files are mapped read-only (never
+ * read with stdio, never malloc'd) and stay mapped in a small cache; a stripped file has no
+ * .symtab and the answer stays module+offset. */
+typedef struct elf_file {
+    char path[256];
+    const unsigned char *map;
+    size_t size;
+} elf_file;
+static elf_file elf_cache[16];
+static unsigned elf_next;
+
+static const elf_file *elf_open(const char *path) {
+    for (unsigned i = 0; i < 16; i++)
+        if (elf_cache[i].map && strcmp(elf_cache[i].path, path) == 0) return &elf_cache[i];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    void *m = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(ElfW(Ehdr)))
+        m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return NULL;
+    elf_file *e = &elf_cache[elf_next++ % 16];
+    if (e->map) munmap((void *)e->map, e->size);
+    alloc_fmt(e->path, sizeof e->path, "%s", path);
+    e->map = m;
+    e->size = (size_t)st.st_size;
+    return e;
+}
+
+/* The FUNC symbol of .symtab containing vaddr: its name and start, or NULL. */
+static const char *symtab_find(const elf_file *e, uintptr_t vaddr, uintptr_t *start) {
+    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)e->map;
+    if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
+        eh->e_shoff == 0 || eh->e_shoff + (size_t)eh->e_shnum * sizeof(ElfW(Shdr)) > e->size)
+        return NULL;
+    const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(e->map + eh->e_shoff);
+    for (unsigned i = 0; i < eh->e_shnum; i++) {
+        if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum) continue;
+        const ElfW(Shdr) *strs = &sh[sh[i].sh_link];
+        if (sh[i].sh_offset + sh[i].sh_size > e->size || strs->sh_offset + strs->sh_size > e->size)
+            return NULL;
+        const ElfW(Sym) *sym = (const ElfW(Sym) *)(e->map + sh[i].sh_offset);
+        size_t n = sh[i].sh_size / sizeof(ElfW(Sym));
+        for (size_t k = 0; k < n; k++) {
+            if (ELF64_ST_TYPE(sym[k].st_info) != STT_FUNC || sym[k].st_size == 0) continue;
+            if (vaddr < sym[k].st_value || vaddr >= sym[k].st_value + sym[k].st_size) continue;
+            if (sym[k].st_name >= strs->sh_size) return NULL;
+            *start = sym[k].st_value;
+            return (const char *)(e->map + strs->sh_offset + sym[k].st_name);
+        }
+    }
+    return NULL;
+}
+
 size_t leak_symbolize(uintptr_t ip, char *buf, size_t cap) {
     Dl_info info;
     const ElfW(Sym) *sym = NULL;
@@ -244,6 +304,15 @@ size_t leak_symbolize(uintptr_t ip, char *buf, size_t cap) {
         ip - 1 < (uintptr_t)info.dli_saddr + sym->st_size)
         return alloc_fmt(buf, cap, "%s+0x%lx (%s)", info.dli_sname,
                          (unsigned long)(ip - (uintptr_t)info.dli_saddr), mod);
+    struct link_map *lm = NULL;
+    if (dladdr1((void *)(ip - 1), &info, (void **)&lm, RTLD_DL_LINKMAP) != 0 && lm) {
+        const elf_file *e = elf_open(lm->l_name && lm->l_name[0] ? lm->l_name : "/proc/self/exe");
+        uintptr_t start;
+        const char *name = e ? symtab_find(e, ip - 1 - lm->l_addr, &start) : NULL;
+        if (name)
+            return alloc_fmt(buf, cap, "%s+0x%lx (%s)", name,
+                             (unsigned long)(ip - lm->l_addr - start), mod);
+    }
     return alloc_fmt(buf, cap, "%s+0x%lx", mod, (unsigned long)(ip - (uintptr_t)info.dli_fbase));
 }
 
