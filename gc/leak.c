@@ -213,8 +213,14 @@ static void remember_stack(void) {
     alloc_unlock(&seen_lock);
 }
 
+/* Register the calling thread, once: a thread whose registration was dropped by its exit
+ * (the collector's key destructor) may still malloc in later destructors, and must not be
+ * registered again on its way out (it would stay registered after it is gone). */
+static CGC_TLS int tls_registered;
+
 static void register_self(void) {
-    if (gc_self) return;
+    if (gc_self || tls_registered) return;
+    tls_registered = 1;
     tls_busy++;
     cgc_thread_register();
     remember_stack();
