@@ -48,6 +48,7 @@
 #include <link.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int leak_mode;
@@ -194,6 +195,22 @@ static seen_stack *seen;        /* [seen_lock] mapped */
 static size_t nseen, seen_next;
 static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER; /* no-stop */
 
+/* Offset of glibc's tid field in the thread descriptor (the kernel clears it when the
+ * thread is gone: CLONE_CHILD_CLEARTID), found by looking for this thread's tid in its own
+ * descriptor. 0: not found (dead threads' stacks are then scanned like program memory). */
+static size_t tid_off;
+
+static void find_tid_offset(void) {
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    const int32_t *d = (const int32_t *)(uintptr_t)pthread_self();
+    for (size_t i = 8; i < 0x600 / 4; i++) {
+        if (d[i] == (int32_t)tid) {
+            tid_off = i * 4;
+            return;
+        }
+    }
+}
+
 static void remember_stack(void) {
     gc_thread *t = gc_self;
     uintptr_t tp = (uintptr_t)pthread_self();
@@ -292,6 +309,7 @@ static void start_mode(void) {
     if (!started) {
         read_options();
         leak_sites_init();
+        find_tid_offset();
         gc_ensure_init();
         alloc_leak_stats_hook = leak_stats;
         pthread_atfork(leak_fork_prepare, leak_fork_parent, leak_fork_child);
@@ -332,17 +350,32 @@ static CGC_NOINLINE void maybe_cycle(size_t n) {
     atomic_store_explicit(&cycle_busy, 0, memory_order_release);
 }
 
-/* Record the block p (n bytes requested) just allocated for the caller at ra. */
-static void note(void *p, size_t n, void *ra) {
+/* The site of the allocation being made (captured before the allocation, outside the
+ * no-stop region: unwinding may wait for the loader lock, which a check holds). */
+static uint32_t site_now(void *ra) {
+    if (tls_busy) return 0;
+    tls_busy++;
+    uint32_t site = leak_site_capture(ra);
+    tls_busy--;
+    return site;
+}
+
+/* Allocation and its side word form one no-stop region: a check never sees a block that
+ * the allocator has handed out but whose pointer is not yet anywhere it can look (a new
+ * large block is known only by its span until alloc_large returns), nor a stale word. */
+#define ALLOC_NOTED(call, p, n, site)                                                           \
+    do {                                                                                       \
+        alloc_nostop_enter();                                                                  \
+        p = call;                                                                              \
+        note(p, n, site);                                                                      \
+        alloc_nostop_leave();                                                                  \
+    } while (0)
+
+/* Record the block p (n bytes requested) just allocated at site. */
+static void note(void *p, size_t n, uint32_t site) {
     if (p == NULL) return;
     alloc_span *s = alloc_span_of(p);
     if (s == NULL) return;
-    uint32_t site = 0;
-    if (!tls_busy) {
-        tls_busy++;
-        site = leak_site_capture(ra);
-        tls_busy--;
-    }
     uint64_t *t = side_of(s);
     if (t == NULL) return;
     uint32_t idx = alloc_span_state(s) == SPAN_SMALL ? alloc_slot_index(s, (uintptr_t)p) : 0;
@@ -362,52 +395,66 @@ static inline void before(size_t n) {
 
 void *leak_malloc(size_t n, void *ra) {
     before(n);
-    void *p = cgc_malloc(n);
-    note(p, n, ra);
+    uint32_t site = site_now(ra);
+    void *p;
+    ALLOC_NOTED(cgc_malloc(n), p, n, site);
     return p;
 }
 
 void *leak_calloc(size_t count, size_t n, void *ra) {
     size_t total = 0;
     if (!__builtin_mul_overflow(count, n, &total)) before(total);
-    void *p = cgc_calloc(count, n);
-    note(p, total, ra);
+    uint32_t site = site_now(ra);
+    void *p;
+    ALLOC_NOTED(cgc_calloc(count, n), p, total, site);
     return p;
 }
 
 void *leak_realloc(void *p, size_t n, void *ra) {
     before(n);
-    void *q = cgc_realloc(p, n);
-    if (q) note(q, n, ra);
+    uint32_t site = site_now(ra);
+    void *q;
+    ALLOC_NOTED(cgc_realloc(p, n), q, n, site);
     return q;
 }
 
 void *leak_reallocarray(void *p, size_t count, size_t n, void *ra) {
     size_t total = 0;
     if (!__builtin_mul_overflow(count, n, &total)) before(total);
-    void *q = cgc_reallocarray(p, count, n);
-    if (q) note(q, total, ra);
+    uint32_t site = site_now(ra);
+    void *q;
+    ALLOC_NOTED(cgc_reallocarray(p, count, n), q, total, site);
     return q;
 }
 
 int leak_posix_memalign(void **out, size_t align, size_t n, void *ra) {
     before(n);
-    int r = cgc_posix_memalign(out, align, n);
-    if (r == 0) note(*out, n, ra);
+    uint32_t site = site_now(ra);
+    void *p = NULL;
+    int r;
+    alloc_nostop_enter();
+    r = cgc_posix_memalign(&p, align, n);
+    if (r == 0) {
+        note(p, n, site);
+        *out = p;
+    }
+    alloc_nostop_leave();
     return r;
 }
 
 void *leak_aligned_alloc(size_t align, size_t n, void *ra) {
     before(n);
-    void *p = cgc_aligned_alloc(align, n);
-    note(p, n, ra);
+    uint32_t site = site_now(ra);
+    void *p;
+    ALLOC_NOTED(cgc_aligned_alloc(align, n), p, n, site);
     return p;
 }
 
 void *leak_memalign(size_t align, size_t n, void *ra) {
     before(n);
-    void *p = cgc_memalign(align, n);
-    note(p, n, ra);
+    uint32_t site = site_now(ra);
+    void *p;
+    ALLOC_NOTED(cgc_memalign(align, n), p, n, site);
     return p;
 }
 
@@ -483,6 +530,32 @@ static size_t block_size(uintptr_t base, uint64_t w) {
     return sz == 0xffffffffu || sz > usable ? usable : sz;
 }
 
+static inline void mark_word(uintptr_t v) {
+    if (v - heap_lo >= heap_hi - heap_lo) return;
+    uintptr_t base;
+    uint64_t *w = block_of(v, &base);
+    if (w == NULL || (*w & LEAK_MARK)) return;
+    *w |= LEAK_MARK;
+    if (!vec_reserve(&mark_stack, mark_stack.n + 1)) {
+        mark_oom = true;
+        return;
+    }
+    ((uintptr_t *)mark_stack.p)[mark_stack.n++] = base;
+}
+
+/* glibc's setjmp stores rbp (and rsp, rip) mangled with the thread's pointer guard, which is
+ * the same in every thread (fs:0x30): a pointer held only in rbp must be unmangled to be
+ * seen. (Layout: rbx, rbp, r12..r15, rsp, pc.) */
+static void mark_jmpbuf(const jmp_buf *jb) {
+    const uintptr_t *w = (const uintptr_t *)jb;
+    uintptr_t guard;
+    __asm__("mov %%fs:0x30, %0" : "=r"(guard));
+    for (size_t i = 0; i < sizeof(jmp_buf) / (sizeof(uintptr_t)); i++) mark_word(w[i]);
+    uintptr_t rbp = w[1];
+    rbp = ((rbp >> 0x11) | (rbp << (64 - 0x11))) ^ guard;
+    mark_word(rbp);
+}
+
 static void mark_range(uintptr_t lo, uintptr_t hi) {
     lo = (lo + 7) & ~(uintptr_t)7;
     scanned_bytes += hi > lo ? hi - lo : 0;
@@ -512,11 +585,14 @@ static void drain(void) {
 }
 
 static __attribute__((noinline)) void scan_self(gc_thread *t) {
-    jmp_buf jb; /* spills the callee-saved registers onto this stack */
+    jmp_buf jb; /* the callee-saved registers */
     memset(&jb, 0, sizeof jb);
     setjmp(jb);
-    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    mark_range((uintptr_t)&jb, (uintptr_t)&jb + sizeof jb);
+    /* From the real stack pointer, not the frame address: this function's own pushes of
+     * its callers' callee-saved registers lie below the frame address. */
+    uintptr_t sp;
+    __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+    mark_jmpbuf(&jb);
     if (t == NULL) return;
     mark_range(sp, t->stack_hi);
     mark_range(t->tls_lo, t->tls_hi);
@@ -532,9 +608,15 @@ static void scan_threads(void) {
         }
         uintptr_t sp = atomic_load_explicit(&t->sp, memory_order_acquire);
         uintptr_t lo = t->stack_lo; /* no saved pointer: the whole stack */
-        if (sp > t->stack_lo && sp <= t->stack_hi) lo = sp - 128 > t->stack_lo ? sp - 128 : t->stack_lo;
-        mark_range(lo, t->stack_hi); /* red zone below sp included */
-        if (t->regs_from_jb) mark_range((uintptr_t)&t->jb, (uintptr_t)&t->jb + sizeof t->jb);
+        /* Below the saved sp: for a signal stop, the red zone and the signal frame, whose
+         * saved vector registers may hold a pointer being copied; for a thread parked at a
+         * safepoint or blocking region (registers from setjmp, sp = that function's frame
+         * address), the callers' callee-saved registers that function pushed below it.
+         * 16 KiB covers both (the stack is mapped down to stack_lo). */
+        uintptr_t below = 16384;
+        if (sp > t->stack_lo && sp <= t->stack_hi) lo = sp - below > t->stack_lo ? sp - below : t->stack_lo;
+        mark_range(lo, t->stack_hi);
+        if (t->regs_from_jb) mark_jmpbuf(&t->jb);
         else
             mark_range((uintptr_t)&t->regs.uc_mcontext.gregs,
                        (uintptr_t)&t->regs.uc_mcontext.gregs + sizeof t->regs.uc_mcontext.gregs);
@@ -645,6 +727,33 @@ static bool read_maps(void) {
     return true;
 }
 
+/* Memory of the program's own mappings is read through process_vm_readv: a thread the stop
+ * does not hold (one exiting after its registration was dropped, or made without
+ * pthread_create) may unmap it meanwhile, and a read of a vanished page must not fault. */
+static uintptr_t copy_buf[8192];
+
+static void mark_range_copied(uintptr_t lo, uintptr_t hi) {
+    lo = (lo + 7) & ~(uintptr_t)7;
+    while (lo < hi) {
+        size_t len = hi - lo > sizeof copy_buf ? sizeof copy_buf : (hi - lo) & ~(size_t)7;
+        if (len == 0) break;
+        struct iovec local = {copy_buf, len}, remote = {(void *)lo, len};
+        ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+        if (got > 0) {
+            scanned_bytes += (size_t)got;
+            for (size_t i = 0; i < (size_t)got / sizeof(uintptr_t); i++) mark_word(copy_buf[i]);
+            lo += (size_t)got;
+        } else {
+            lo = (lo + 4096) & ~(uintptr_t)4095; /* gone (or unreadable): skip the page */
+        }
+    }
+}
+
+static bool read_words(uintptr_t a, uintptr_t *out, size_t n) {
+    struct iovec local = {out, n * sizeof *out}, remote = {(void *)a, n * sizeof *out};
+    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)(n * sizeof *out);
+}
+
 static bool in_maps(uintptr_t a, size_t len) {
     for (size_t i = 0; i < maps.n; i++) {
         rng m = ((rng *)maps.p)[i];
@@ -676,11 +785,17 @@ static bool scan_anonymous(void) {
     }
     for (size_t i = 0; i < nseen; i++) { /* dead threads' cached stacks */
         seen_stack *d = &seen[i];
-        if (!in_maps(d->tp, 3 * sizeof(uintptr_t))) continue;
-        const uintptr_t *tcb = (const uintptr_t *)d->tp;
-        /* Still glibc's: skip its dead frames and stale static TLS, but keep scanning the
-         * thread descriptor above tp: glibc still owns what it points to (the DTV). */
-        if (tcb[0] == d->tp && tcb[2] == d->tp) excl_add(d->lo, d->tp);
+        uintptr_t tcb[3], tw;
+        uint32_t tid;
+        if (tid_off == 0 || !in_maps(d->tp, tid_off + 4) || !read_words(d->tp, tcb, 3) ||
+            !read_words(d->tp + (tid_off & ~(size_t)7), &tw, 1))
+            continue;
+        memcpy(&tid, (const char *)&tw + (tid_off & 7), sizeof tid);
+        /* Still glibc's descriptor, and the kernel has cleared its tid: the thread is gone.
+         * Skip its dead frames and stale static TLS, but keep scanning the descriptor
+         * above tp: glibc still owns what it points to (the DTV). A thread still exiting
+         * (tid set) is scanned whole, like any program memory. */
+        if (tcb[0] == d->tp && tcb[2] == d->tp && tid == 0) excl_add(d->lo, d->tp);
     }
     rng *x = excl.p;
     sort_ranges(x, excl.n);
@@ -689,10 +804,10 @@ static bool scan_anonymous(void) {
         uintptr_t cur = m.lo;
         for (size_t j = 0; j < excl.n && cur < m.hi; j++) {
             if (x[j].hi <= cur || x[j].lo >= m.hi) continue;
-            if (x[j].lo > cur) mark_range(cur, x[j].lo);
+            if (x[j].lo > cur) mark_range_copied(cur, x[j].lo);
             if (x[j].hi > cur) cur = x[j].hi;
         }
-        if (cur < m.hi) mark_range(cur, m.hi);
+        if (cur < m.hi) mark_range_copied(cur, m.hi);
     }
     return true;
 }
