@@ -867,11 +867,9 @@ typedef struct cycle_ctx {
 } cycle_ctx;
 
 /* A thread that blocks the stop signal could never be stopped: find it before trying. */
-static bool blocks_stop_signal(gc_thread *t) {
-    if (t->tid == 0 || atomic_load_explicit(&t->state, memory_order_acquire) != GC_RUNNING)
-        return false;
+static bool tid_blocks_stop_signal(pid_t tid) {
     char path[64];
-    alloc_fmt(path, sizeof path, "/proc/self/task/%d/status", (int)t->tid);
+    alloc_fmt(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
     static vec st = {.elem = 1};
     if (!read_file(path, &st)) return false; /* gone: pthread_kill will say so */
     const char *p = strstr(st.p, "SigBlk:");
@@ -880,6 +878,33 @@ static bool blocks_stop_signal(gc_thread *t) {
     while (*p == ' ' || *p == '\t') p++;
     uint64_t mask = parse_hex(&p);
     return (mask >> (gc_opt.signal - 1)) & 1;
+}
+
+static bool blocks_stop_signal(gc_thread *t) {
+    if (t->tid == 0 || atomic_load_explicit(&t->state, memory_order_acquire) != GC_RUNNING)
+        return false;
+    return tid_blocks_stop_signal(t->tid);
+}
+
+/* Before taking the registry: glibc blocks every signal in a thread for a moment while it
+ * is created and while it exits (and an exiting thread may be waiting for the registry to
+ * unregister), so a blocked signal is usually transient. Wait up to ~50 ms for it to pass;
+ * stopped_work checks again under the lock and gives up if it has not. */
+static void wait_for_blocked_signals(void) {
+    pid_t tids[256];
+    for (int tries = 0; tries < 25; tries++) {
+        size_t n = 0;
+        pthread_mutex_lock(&gc_threads_lock);
+        for (gc_thread *t = gc_threads; t && n < 256; t = t->next)
+            if (t != gc_self && t->tid != 0 &&
+                atomic_load_explicit(&t->state, memory_order_acquire) == GC_RUNNING)
+                tids[n++] = t->tid;
+        pthread_mutex_unlock(&gc_threads_lock);
+        bool blocked = false;
+        for (size_t i = 0; i < n && !blocked; i++) blocked = tid_blocks_stop_signal(tids[i]);
+        if (!blocked) return;
+        plat_sleep_ns(2000000);
+    }
 }
 
 static void stopped_work(cycle_ctx *c) {
@@ -946,6 +971,7 @@ bool leak_run_cycle(const char *reason) {
     cgc_blocking_enter(); /* waiting for gc_lock must not hold up another collector */
     pthread_mutex_lock(&gc_lock);
     cgc_blocking_leave();
+    wait_for_blocked_signals();
     pthread_mutex_lock(&gc_threads_lock);
     cycle_ctx c = {false, NULL, 0};
     dl_iterate_phdr(cycle_cb, &c);
@@ -954,11 +980,15 @@ bool leak_run_cycle(const char *reason) {
     atomic_store_explicit(&alloc_since, 0, memory_order_relaxed);
     atomic_store_explicit(&last_cycle_ns, plat_coarse_now_ns(), memory_order_relaxed);
     if (!c.ok) {
-        atomic_fetch_add_explicit(&st_gave_up, 1, memory_order_relaxed);
+        /* Said always for the exit check, once for periodic ones (or each with CGC_TRACE). */
+        static int said;
+        uint64_t g = atomic_fetch_add_explicit(&st_gave_up, 1, memory_order_relaxed);
+        (void)g;
         char buf[200];
         size_t n = alloc_fmt(buf, sizeof buf, "cgc: leaks: pid %d: no leak check (%s): %s; nothing reported\n",
                              (int)getpid(), reason, c.why ? c.why : "failed");
-        plat_write_stderr(buf, n);
+        if (strcmp(reason, "exit") == 0 || gc_opt.trace || !said) plat_write_stderr(buf, n);
+        said = 1;
         tls_busy--;
         return false;
     }
