@@ -2,28 +2,37 @@
  * blocks a preloaded program lost: allocated, never freed, and reachable from no root.
  *
  * Allocation. In leak mode every malloc entry point (alloc/interpose.c tests leak_mode once)
- * comes here: the block is allocated as usual, then its span's side table gets one word for
- * it — site id, requested size, "tracked" (include/cgc/leak.h). Nothing else changes: free()
- * is the allocator's, untouched (a freed slot is told apart by the allocator's freed tag and
- * remote bits, so its stale side word is never read).
+ * comes here: the site is captured, then — in one no-stop region, so no check can fall
+ * between them — the block is allocated as usual and its span's side table gets one word
+ * for it: site id, requested size, "tracked" (include/cgc/leak.h). Without that region a
+ * check could meet a block the allocator has handed out whose address is not yet anywhere
+ * (a new large block is known only by its span until alloc_large returns), and call it
+ * lost. free() is the allocator's, untouched (a freed slot is told apart by the allocator's
+ * freed tag and remote bits, so its stale side word is never read).
  *
  * Threads. Every thread must be a root. pthread_create is interposed (the start routine is
- * wrapped to register the thread with the collector), and a thread that reaches malloc
- * unregistered (made before we were loaded, or by other means) registers there. The stack
- * of a thread that exited stays mapped in glibc's stack cache with stale words in it: the
- * stacks threads were registered with are remembered and skipped while their thread control
- * block is still glibc's (the walk of anonymous memory below).
+ * wrapped to unblock the stop signal and register the thread with the collector), and a
+ * thread that reaches malloc unregistered (made before we were loaded, or by other means)
+ * registers there. The stack of a thread that exited stays mapped in glibc's stack cache
+ * with stale words in it: the stacks threads were registered with are remembered and their
+ * frames skipped once the kernel has cleared the descriptor's tid (the thread is gone) while
+ * the descriptor is still glibc's. A stopped thread's stack is scanned from 16 KiB below its
+ * saved stack pointer (the signal frame with its vector registers; callee-saved registers
+ * pushed below a frame address), and setjmp's mangled rbp is unmangled.
  *
  * The cycle (leak_run_cycle), with gc_lock and gc_threads_lock held, inside a
  * dl_iterate_phdr callback like the collector's (no thread can be stopped inside the loader):
- *   0. give up if a registered thread blocks the stop signal (it could never be stopped);
+ *   0. give up if a registered thread blocks the stop signal (it could never be stopped;
+ *      glibc blocks all signals for a moment at thread creation and exit, so that is first
+ *      waited out for ~50 ms, before the registry is locked);
  *   1. stop the world (gc_stop_world; a stop that times out gives up the cycle);
  *   2. give every malloc span a side table (blocks allocated before leak mode have none);
  *   3. mark, conservatively, from: module data/bss and registered roots (gc/roots.c);
  *      every registered thread's stack from its saved stack pointer, registers and static
  *      TLS; every other writable private anonymous mapping of the process (/proc/self/maps)
  *      that is not cgc's own (plat_own_mappings), not a module's, not a thread stack
- *      scanned above or a dead thread's; then every marked block's requested bytes,
+ *      scanned above or a dead thread's, read through process_vm_readv (a thread the stop
+ *      does not hold may unmap it meanwhile); then every marked block's requested bytes,
  *      transitively. Interior pointers count;
  *   4. walk every malloc block: marked -> clear the mark; allocated and unmarked -> lost;
  *   5. restart the world; then report (gc/leak_report.c) or free the lost blocks.
@@ -388,7 +397,9 @@ static inline void before(size_t n) {
         if (!constructed || tls_busy) return;
         start_mode();
     }
-    if (CGC_UNLIKELY(gc_self == NULL) && !tls_busy) register_self();
+    /* Never inside a no-stop region (a nested malloc from within an allocation): the
+     * registry lock may be held by a check waiting for this very thread to stop. */
+    if (CGC_UNLIKELY(gc_self == NULL) && !tls_busy && alloc_tls_nostop == 0) register_self();
     tls_bytes += n;
     if (CGC_UNLIKELY(tls_bytes >= ((uint64_t)256 << 10)) && !tls_busy) maybe_cycle(0);
 }
