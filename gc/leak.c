@@ -918,7 +918,13 @@ static void wait_for_blocked_signals(void) {
     }
 }
 
+static int stop_broken; /* a stop timed out: the stop protocol's count may be off by one */
+
 static void stopped_work(cycle_ctx *c) {
+    if (stop_broken) {
+        c->why = "an earlier check could not stop a thread";
+        return;
+    }
     for (gc_thread *t = gc_threads; t; t = t->next) {
         if (t != gc_self && blocks_stop_signal(t)) {
             c->why = "a thread blocks the stop signal";
@@ -932,7 +938,10 @@ static void stopped_work(cycle_ctx *c) {
     if (gc_stop_gave_up) {
         gc_stop_gave_up = 0;
         gc_start_world();
-        c->why = "a thread did not stop within 5 s";
+        /* The late thread may still acknowledge this stop, and a later stop would count
+         * that acknowledgement as another thread's: no more checks in this process. */
+        stop_broken = 1;
+        c->why = "a thread did not stop within 5 s; no further leak checks in this process";
         return;
     }
     heap_lo_x = alloc_heap_lo() ^ ALLOC_DISGUISE;

@@ -277,7 +277,9 @@ uint64_t gc_stop_world(void) {
         if (sem_timedwait(&ack_sem, &ts) == 0) {
             waiting--;
         } else if (errno == ETIMEDOUT) {
-            /* leak mode: a thread that cannot be stopped makes its cycle give up */
+            /* leak mode: a thread that cannot be stopped makes its cycle give up (a late
+             * acknowledgement would then be counted by the next stop: leak mode stops
+             * checking after this) */
             if (gc_stop_may_give_up) {
                 gc_stop_gave_up = 1;
                 break;
