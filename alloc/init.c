@@ -9,6 +9,7 @@
  * "never allocate while initialising" rule obvious).
  */
 #include "cgc/internal.h"
+#include "cgc/leak.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ uintptr_t alloc_tag_key = 0x5bd1e9955bd1e995u; /* replaced by a random key at in
 static _Atomic int init_started;
 static _Atomic uint64_t error_count;
 
+void (*alloc_leak_stats_hook)(cgc_stats *st);
 extern uint64_t alloc_dead_nmalloc, alloc_dead_nfree, alloc_dead_nremote, alloc_threads_created;
 
 size_t alloc_fmt(char *buf, size_t cap, const char *fmt, ...) {
@@ -44,7 +46,9 @@ static const char *const known_options[] = {
     "CGC_STATS", "CGC_ON_ERROR", "CGC_DECAY_MS", "CGC_SCAVENGER",
     /* the collector's (gc/cycle.c reads them) */
     "CGC_GC_PERCENT", "CGC_MEMORY_LIMIT", "CGC_HEAP_MAX", "CGC_TRACE", "CGC_CLOBBER",
-    "CGC_CHECKMARK", "CGC_ROOTS", "CGC_SIGNAL", "CGC_FINALIZERS", "CGC_TRACE_FILE", NULL,
+    "CGC_CHECKMARK", "CGC_ROOTS", "CGC_SIGNAL", "CGC_FINALIZERS", "CGC_TRACE_FILE",
+    /* leak mode's (gc/leak.c) */
+    "CGC_LEAKS", "CGC_LEAKS_INTERVAL", "CGC_LEAKS_STACKS", "CGC_LEAKS_FILE", "CGC_LEAKS_JSON", NULL,
 };
 
 static void warn_unknown(const char *name, size_t len, const char *value) {
@@ -92,6 +96,7 @@ void alloc_read_options(void) {
         if (strcmp(v, "0") == 0 || strcmp(v, "1") == 0) alloc_opt.scavenger = *v == '1';
         else bad_option("CGC_SCAVENGER", v);
     }
+    leak_parse_mode(); /* before the first block is handed out: every block is tracked */
     plat_env_foreach("CGC_", warn_unknown);
 }
 
@@ -213,6 +218,7 @@ void cgc_get_stats(cgc_stats *out) {
     st.scavenged_bytes = hs.scavenged;
     st.errors = atomic_load_explicit(&error_count, memory_order_relaxed);
     if (alloc_gc_stats_hook) alloc_gc_stats_hook(&st);
+    if (alloc_leak_stats_hook) alloc_leak_stats_hook(&st);
     *out = st;
 }
 
@@ -238,6 +244,14 @@ void cgc_print_stats(void) {
             st.gc_goal_bytes / mib, (unsigned long long)st.gc_freed_total,
             (unsigned long long)st.gc_finalizers_run, st.gc_pause_total_ns / 1e6,
             st.gc_pause_max_ns / 1e6);
+    }
+    if ((st.leak_cycles > 0 || st.leak_cycles_given_up > 0) && n < sizeof buf) {
+        n += alloc_fmt(buf + n, sizeof buf - n,
+            "cgc: stats: leaks: %llu checks (%llu given up), last check %llu blocks %.1f MiB lost, "
+            "%llu blocks %.1f MiB freed since start\n",
+            (unsigned long long)st.leak_cycles, (unsigned long long)st.leak_cycles_given_up,
+            (unsigned long long)st.leak_lost_blocks, st.leak_lost_bytes / mib,
+            (unsigned long long)st.leak_freed_blocks, st.leak_freed_bytes / mib);
     }
     plat_write_stderr(buf, n);
 }

@@ -78,7 +78,9 @@ static alloc_span *span_new(void) {
     alloc_span *s = span_pool;
     if (s) {
         span_pool = s->next;
+        uint64_t *side = s->leak_side; /* leak mode's side table stays with the struct */
         memset(s, 0, sizeof *s);
+        s->leak_side = side;
         return s;
     }
     return alloc_meta_alloc(sizeof(alloc_span));

@@ -26,6 +26,9 @@ static size_t nroots, cap_roots;
 static range excluded[8];       /* never scanned: the allocator's own big tables */
 static size_t nexcluded;
 uint64_t gc_roots_bytes_last;
+/* Where module and registered ranges go: the collector's marker, or leak mode's
+ * (gc_scan_static_roots_with). Only changed by a cycle holding gc_lock. */
+static void (*root_sink)(uintptr_t lo, uintptr_t hi) = gc_mark_range;
 
 static bool grow(range **arr, size_t *cap) {
     size_t ncap = *cap ? *cap * 2 : 64;
@@ -87,7 +90,7 @@ static void mark_minus_excluded(uintptr_t lo, uintptr_t hi, size_t from) {
         return;
     }
     gc_roots_bytes_last += hi - lo;
-    gc_mark_range(lo, hi);
+    root_sink(lo, hi);
 }
 
 static int module_cb(struct dl_phdr_info *info, size_t size, void *arg) {
@@ -187,6 +190,16 @@ void gc_scan_roots(void) {
     gc_scan_globals();
     gc_scan_registered();
     for (gc_thread *t = gc_threads; t; t = t->next) gc_scan_thread(t);
+}
+
+/* ---- leak mode (gc/leak.c) ----------------------------------------------------------------------
+ * The same module data/bss (always, whatever CGC_ROOTS says) and registered roots, handed to
+ * another marker. The world is stopped, inside a dl_iterate_phdr callback, gc_lock held. */
+void gc_scan_static_roots_with(void (*sink)(uintptr_t lo, uintptr_t hi)) {
+    root_sink = sink;
+    dl_iterate_phdr(module_cb, NULL);
+    for (size_t i = 0; i < nroots; i++) sink(roots[i].lo, roots[i].hi);
+    root_sink = gc_mark_range;
 }
 
 /* The cycle takes roots_lock once the world is stopped (no stopped thread can hold it: it

@@ -136,6 +136,13 @@ typedef struct cgc_stats {
     uint64_t gc_hold_max_ns;       /* longest single-thread hold (stack scan, handshake) */
     uint64_t gc_assist_ns;         /* time allocating threads spent marking (assists) */
     uint64_t gc_worker_ns;         /* time the background worker spent marking */
+    /* leak mode, CGC_LEAKS (version 3) */
+    uint64_t leak_cycles;          /* leak checks completed */
+    uint64_t leak_lost_blocks;     /* blocks found lost by the last check */
+    uint64_t leak_lost_bytes;      /* their bytes (as requested) */
+    uint64_t leak_freed_blocks;    /* lost blocks freed since start (CGC_LEAKS=collect) */
+    uint64_t leak_freed_bytes;
+    uint64_t leak_cycles_given_up; /* checks abandoned (a thread could not be stopped) */
 } cgc_stats;
 CGC_API void cgc_get_stats(cgc_stats *out);
 /* Print the statistics (one block of lines) to stderr. CGC_STATS=1 does this at exit. */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -22,16 +23,74 @@
 
 extern char **environ;
 
+/* ---- our own mappings ---------------------------------------------------------------------
+ * Every mapping made here is noted, so leak mode can tell cgc's memory (heap, metadata,
+ * tables: never roots) from the program's when it scans the process's anonymous memory.
+ * Lock-free: a slot is claimed with a CAS on its start. Addresses are stored complemented
+ * (high bits set: never a candidate pointer), because this table is in our own bss, which
+ * the collectors scan. */
+#define OWN_SLOTS 8192
+static struct {
+    _Atomic uintptr_t lo_x, hi_x; /* ~address; 0: free */
+} own[OWN_SLOTS];
+static _Atomic int own_overflow;
+
+static void own_add(void *p, size_t size) {
+    uintptr_t lo = (uintptr_t)p;
+    for (size_t i = 0; i < OWN_SLOTS; i++) {
+        uintptr_t expect = 0;
+        if (atomic_load_explicit(&own[i].lo_x, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong_explicit(&own[i].lo_x, &expect, ~lo,
+                                                    memory_order_acq_rel, memory_order_relaxed)) {
+            atomic_store_explicit(&own[i].hi_x, ~(lo + size), memory_order_release);
+            return;
+        }
+    }
+    atomic_store_explicit(&own_overflow, 1, memory_order_relaxed);
+}
+
+static void own_remove(void *p, size_t size) {
+    uintptr_t lo = (uintptr_t)p;
+    for (size_t i = 0; i < OWN_SLOTS; i++) {
+        if (atomic_load_explicit(&own[i].lo_x, memory_order_acquire) != ~lo) continue;
+        uintptr_t hi = ~atomic_load_explicit(&own[i].hi_x, memory_order_acquire);
+        if (lo + size < hi) { /* the head went: keep the rest */
+            atomic_store_explicit(&own[i].lo_x, ~(lo + size), memory_order_release);
+        } else {
+            atomic_store_explicit(&own[i].hi_x, 0, memory_order_relaxed);
+            atomic_store_explicit(&own[i].lo_x, 0, memory_order_release);
+        }
+        return;
+    }
+}
+
+size_t plat_own_mappings(uintptr_t (*out)[2], size_t max, bool *complete) {
+    size_t n = 0;
+    for (size_t i = 0; i < OWN_SLOTS && n < max; i++) {
+        uintptr_t lo_x = atomic_load_explicit(&own[i].lo_x, memory_order_acquire);
+        uintptr_t hi_x = atomic_load_explicit(&own[i].hi_x, memory_order_acquire);
+        if (lo_x == 0 || hi_x == 0) continue;
+        out[n][0] = ~lo_x;
+        out[n][1] = ~hi_x;
+        n++;
+    }
+    *complete = !atomic_load_explicit(&own_overflow, memory_order_relaxed) && n < max;
+    return n;
+}
+
 void *plat_map(size_t size) {
     int saved = errno;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
     errno = saved;
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED) return NULL;
+    own_add(p, size);
+    return p;
 }
 
 void plat_unmap(void *p, size_t size) {
     int saved = errno;
+    own_remove(p, size);
     munmap(p, size);
     errno = saved;
 }
@@ -44,6 +103,7 @@ void *plat_map_aligned(void *hint, size_t size, size_t align) {
         void *p = mmap(hint, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, -1, 0);
         if (p == hint) {
             errno = saved;
+            own_add(p, size);
             return p;
         }
         if (p != MAP_FAILED) munmap(p, size); /* old kernels ignore NOREPLACE: wrong place */
@@ -61,6 +121,7 @@ void *plat_map_aligned(void *hint, size_t size, size_t align) {
     if (head) munmap(raw, head);
     if (tail) munmap((char *)start + size, tail);
     errno = saved;
+    own_add((void *)start, size);
     return (void *)start;
 }
 

@@ -93,6 +93,9 @@ uint64_t gc_hold_thread(gc_thread *t);
 void gc_start_world(void);
 /* The calling thread owes a pending stop an acknowledgement (call cgc_safepoint). */
 bool gc_stop_pending(void);
+/* Leak mode: with gc_stop_may_give_up set, a stop still waiting for a thread after 5 s
+ * returns early with gc_stop_gave_up set (the caller restarts the world and gives up). */
+extern int gc_stop_may_give_up, gc_stop_gave_up;
 void gc_threads_init(void);
 /* Register the thread that initialises the collector (normally main). */
 void gc_register_initial_thread(void);
@@ -111,6 +114,8 @@ void gc_roots_exclude(uintptr_t lo, uintptr_t hi);
 /* The roots lock (a no-stop lock): the cycle holds it across the stop. */
 void gc_roots_lock(void);
 void gc_roots_unlock(void);
+/* Leak mode: module data/bss and registered roots, each range passed to sink. */
+void gc_scan_static_roots_with(void (*sink)(uintptr_t lo, uintptr_t hi));
 /* Thread's static TLS bounds, from the thread pointer. */
 void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi);
 

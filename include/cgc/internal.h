@@ -141,6 +141,8 @@ typedef struct alloc_span {
     uint8_t released;         /* [heap] free span whose pages were returned to the OS */
     uint8_t on_central;       /* [central lock] on a central list */
     const void *gctype;       /* ALLOC_KIND_GC_TYPED1: the cgc_type of every object */
+    uint64_t *leak_side;      /* leak mode: one word per slot (include/cgc/leak.h); kept
+                                 when the struct is recycled */
     size_t npages;            /* [heap] */
     uint64_t freed_at_ns;                /* [heap] free span: when it was last freed */
     struct alloc_span *next, *prev;      /* list links (owner's bin, central, free runs) */
@@ -385,6 +387,8 @@ extern void (*alloc_deferred_stop_hook)(void);
 extern void (*alloc_gc_cache_release_hook)(struct alloc_cache *c);
 /* Set by the collector: fill the collected-heap part of cgc_stats. */
 extern void (*alloc_gc_stats_hook)(cgc_stats *st);
+/* Set by leak mode (gc/leak.c): fill the leak part of cgc_stats. */
+extern void (*alloc_leak_stats_hook)(cgc_stats *st);
 /* The signal fences keep the compiler from moving the counter update across the check of
  * the deferred flag (the handler runs on this thread, between any two instructions):
  * otherwise a stop that arrives between them is neither taken nor deferred. */

@@ -22,6 +22,9 @@ void  *plat_map_aligned(void *hint, size_t size, size_t align);
 /* Map `size` bytes anywhere (metadata). NULL on failure. */
 void  *plat_map(size_t size);
 void   plat_unmap(void *p, size_t size);
+/* The mappings made by plat_map/plat_map_aligned and not unmapped: up to max [lo, hi)
+ * pairs into out. *complete is false if some were not recorded or did not fit. */
+size_t plat_own_mappings(uintptr_t (*out)[2], size_t max, bool *complete);
 /* Give the physical pages of [p, p+size) back to the OS. The range stays mapped and reads
  * as zero afterwards. p and size are multiples of the OS page size. */
 void   plat_release(void *p, size_t size);
