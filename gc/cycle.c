@@ -34,6 +34,11 @@ gc_options gc_opt = {
     .finalizer_thread = 1,
 };
 pthread_mutex_t gc_lock = PTHREAD_MUTEX_INITIALIZER;
+/* bdw: hooks of the Boehm-compatible interface (gc.h; set by gc/bdw.c) */
+void (*gc_bdw_start_hook)(void);
+void (*gc_bdw_roots_hook)(void);
+void (*gc_bdw_process_hook)(void);
+void (*gc_bdw_scan_hook)(const cgc_type *t, uintptr_t base);
 
 #define MIN_GOAL ((uint64_t)4 << 20)
 static _Atomic uint64_t gc_goal = MIN_GOAL;
@@ -218,6 +223,7 @@ void gc_process_finalizers(void) {
 
 void gc_scan_finalizer_roots(void) {
     for (fin *f = final_ready; f; f = f->next) gc_shade(f->obj);
+    if (gc_bdw_roots_hook) gc_bdw_roots_hook(); /* bdw: its queued finalizers */
 }
 
 int cgc_run_finalizers(void) {
@@ -341,7 +347,7 @@ typedef struct cycle_times {
 } cycle_times;
 
 static void compute_goal(void) {
-    uint64_t goal = MIN_GOAL;
+    uint64_t goal = gc_opt.goal_min > MIN_GOAL ? gc_opt.goal_min : MIN_GOAL; /* bdw: GC_expand_hp */
     if (gc_opt.gc_percent >= 0) {
         uint64_t g = live_after_mark + live_after_mark / 100 * (uint64_t)gc_opt.gc_percent +
                      gc_roots_bytes_last / 100 * (uint64_t)gc_opt.gc_percent;
@@ -368,6 +374,7 @@ static void stopped_work(cycle_times *ct) {
     gc_scan_roots();
     gc_scan_finalizer_roots();
     gc_drain();
+    if (gc_bdw_process_hook) gc_bdw_process_hook(); /* bdw: links, finalizers (gc/bdw_final.c) */
     alloc_lock(&final_lock);
     gc_process_finalizers();
     gc_process_weak();
@@ -412,6 +419,7 @@ static void trace_line(const cycle_times *ct) {
 static void collect(bool finish_sweep) {
     gc_ensure_init();
     gc_require_self("ran a collection");
+    if (gc_bdw_start_hook) gc_bdw_start_hook(); /* bdw: GC_set_start_callback */
     gc_finish_sweep(); /* sweep termination: marks must describe this cycle only */
     cycle_times ct;
     memset(&ct, 0, sizeof ct);

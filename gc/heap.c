@@ -550,6 +550,33 @@ void *gc_alloc_typed1(const cgc_type *t) {
     return p;
 }
 
+/* ---- Boehm kinds (gc/bdw_kinds.c): a large object whose span carries a type ------------------ */
+void *gc_alloc_large_typed1(const cgc_type *t, size_t n) {
+    gc_ensure_init();
+    gc_require_self("allocated from the collected heap");
+    if (n > ((size_t)1 << ALLOC_ADDR_BITS) ||
+        (CGC_UNLIKELY(gc_opt.heap_max != UINT64_MAX) && gc_over_hard_cap(n))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    alloc_cache *c = alloc_tls_cache;
+    if (!alloc_cache_valid(c)) c = alloc_cache_create();
+    if (!alloc_cache_valid(c)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    alloc_nostop_enter(); /* no cycle sees the span before it carries its type */
+    void *p = alloc_large_gc(n, ALLOC_KIND_GC_TYPED1);
+    if (p) alloc_span_of(p)->gctype = t;
+    alloc_nostop_leave();
+    if (p == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    charge(c, (n + ALLOC_PAGE_SIZE - 1) & ~(ALLOC_PAGE_SIZE - 1));
+    return p;
+}
+
 void gc_heap_init(void) { alloc_gc_cache_release_hook = release_cache_spans; }
 
 /* ---- checks -------------------------------------------------------------------------------- */

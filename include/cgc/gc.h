@@ -39,6 +39,9 @@ typedef struct gc_options {
     int roots_auto;          /* CGC_ROOTS=auto (1, default) | explicit (0) */
     int signal;              /* CGC_SIGNAL: the stop signal (SIGPWR) */
     int finalizer_thread;    /* CGC_FINALIZERS=thread (1, default) | manual (0) */
+    int stop_the_world;      /* CGC_STOPTHEWORLD: mark with every thread stopped (0; the
+                                Boehm-compatible mode sets 1: its programs have no barrier) */
+    uint64_t goal_min;       /* smallest pacer goal (0: the built-in 4 MiB); GC_INITIAL_HEAP_SIZE */
 } gc_options;
 extern gc_options gc_opt;
 void gc_read_options(void);
@@ -144,5 +147,22 @@ bool gc_over_hard_cap(size_t n);
 void gc_process_finalizers(void);
 void gc_process_weak(void);
 void gc_scan_finalizer_roots(void);
+
+/* ---- hooks of the Boehm-compatible interface (gc/bdw*.c; NULL unless libcgc-bdw.so) ------
+ * Set once by bdw initialisation, before the first cycle. Each runs in the collector:
+ *   gc_bdw_start_hook   at the start of a cycle, gc_lock held, world running; must not allocate
+ *   gc_bdw_roots_hook   world stopped: shade the objects whose finalizers are queued
+ *   gc_bdw_process_hook world stopped, roots drained: clear disappearing links, queue
+ *                       finalizers of unreachable objects and mark from them, drain
+ *   gc_bdw_scan_hook    scan one object of a Boehm kind (a TYPED1 span whose type has
+ *                       nwords == GC_BDW_TYPE) with the kind's descriptor or mark procedure */
+#define GC_BDW_TYPE ((size_t)-1)
+extern void (*gc_bdw_start_hook)(void);
+extern void (*gc_bdw_roots_hook)(void);
+extern void (*gc_bdw_process_hook)(void);
+extern void (*gc_bdw_scan_hook)(const cgc_type *t, uintptr_t base);
+/* gc/heap.c: a large object (n > ALLOC_SMALL_MAX) of kind TYPED1 whose span carries t (small
+ * ones: gc_alloc_typed1 with t->size a size class). For Boehm kinds. */
+void *gc_alloc_large_typed1(const cgc_type *t, size_t n);
 
 #endif /* CGC_GC_H */
