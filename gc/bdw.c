@@ -7,7 +7,7 @@
  *   GC_free clears the object's allocation bit so its slot is reused (small objects; a large
  *   one is left to the next collection). Threads map onto cgc_thread_register/unregister,
  *   GC_do_blocking onto cgc_blocking_enter/leave. GC_call_with_alloc_lock runs its function
- *   in a no-stop region under a lock: no collection can run while it does, as in the Boehm GC.
+ *   holding gc_lock: no collection can run while it does, as in the Boehm GC.
  * Initialisation sets gc_opt.stop_the_world = 1: these programs store pointers without a
  * write barrier, so marking must not run concurrently with them. Pacing honours the Boehm
  * GC's environment (GC_FREE_SPACE_DIVISOR, GC_INITIAL_HEAP_SIZE, GC_MAXIMUM_HEAP_SIZE,
@@ -362,18 +362,21 @@ GC_API_EXPORT void *GC_call_with_gc_active(GC_fn_type fn, void *cd) {
     return r;
 }
 
-/* No collection runs while fn does (a no-stop region: the stop waits for it), and callers
- * exclude each other, as under the Boehm GC's allocation lock. fn must not allocate. */
-static pthread_mutex_t alloc_lock_emul = PTHREAD_MUTEX_INITIALIZER;
+/* No collection runs while fn does and callers exclude each other, as under the Boehm GC's
+ * allocation lock: fn runs holding gc_lock, which every cycle holds from start to end. Not a
+ * no-stop region: a stop deferred to its end would park the thread at the very instruction
+ * after fn, where Guile (vm_expand_stack) has not yet finished updating what its mark
+ * procedure reads; waiting for gc_lock, the thread can still be stopped. fn must not
+ * allocate (the Boehm GC's rule too). */
 static CGC_TLS int alloc_lock_depth;
 GC_API_EXPORT void *GC_call_with_alloc_lock(GC_fn_type fn, void *cd) {
     bdw_init();
     if (alloc_lock_depth > 0) return fn(cd);
-    alloc_lock(&alloc_lock_emul);
+    pthread_mutex_lock(&gc_lock);
     alloc_lock_depth = 1;
     void *r = fn(cd);
     alloc_lock_depth = 0;
-    alloc_unlock(&alloc_lock_emul);
+    pthread_mutex_unlock(&gc_lock);
     return r;
 }
 

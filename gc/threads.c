@@ -137,8 +137,17 @@ static void fill_bounds(gc_thread *t) {
     gc_tls_bounds(&t->tls_lo, &t->tls_hi);
 }
 
+/* Destructors run key by key, ours possibly before a library's own (Guile frees a thread's
+ * VM stack, which its mark procedure reads, in its key destructor and unregisters after):
+ * so the first round only re-arms the key, and the thread leaves the registry one round
+ * later, after the other destructors (glibc runs up to PTHREAD_DESTRUCTOR_ITERATIONS). */
+static CGC_TLS int exit_deferred;
 static void thread_exit(void *arg) {
-    (void)arg;
+    if (gc_self && !exit_deferred && arg) {
+        exit_deferred = 1;
+        pthread_setspecific(thread_key, arg);
+        return;
+    }
     if (gc_self) cgc_thread_unregister();
 }
 
