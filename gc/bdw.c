@@ -523,9 +523,7 @@ GC_API_EXPORT void GC_get_heap_usage_safe(GC_word *heap, GC_word *free_bytes, GC
     if (total) *total = (GC_word)(st.gc_heap_bytes + st.gc_freed_total * 16);
 }
 GC_API_EXPORT GC_word GC_get_gc_no(void) {
-    cgc_stats st;
-    cgc_get_stats(&st);
-    return (GC_word)st.gc_cycles;
+    return (GC_word)atomic_load_explicit(&bdw_gc_no, memory_order_acquire);
 }
 GC_API_EXPORT void GC_dump(void) { cgc_print_stats(); }
 

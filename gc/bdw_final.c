@@ -49,6 +49,7 @@ static table links = {0}, fins = {0};           /* [bdw_lock] */
 static fin_ent *ready;                          /* [bdw_lock] queued finalizers */
 static size_t ready_head, ready_tail, ready_cap;
 _Atomic int bdw_final_ready;
+_Atomic uint64_t bdw_gc_no; /* cycles that reached mark termination (GC_get_gc_no) */
 int bdw_finalize_on_demand;
 GC_finalizer_notifier_proc bdw_finalizer_notifier;
 GC_start_callback_proc bdw_start_callback;
@@ -336,6 +337,7 @@ static void clear_links(int is_long) {
 }
 
 static void process_hook(void) {
+    atomic_fetch_add_explicit(&bdw_gc_no, 1, memory_order_release);
     clear_links(0);
     fin_ent *t = fins.e;
     size_t first = ready_tail;

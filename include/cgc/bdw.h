@@ -84,6 +84,7 @@ void bdw_after_alloc(void);
 /* ---- gc/bdw_final.c ----------------------------------------------------------------------- */
 void bdw_final_init(void);           /* installs the collector hooks */
 extern _Atomic int bdw_final_ready;  /* finalizers are queued (set by the cycle) */
+extern _Atomic uint64_t bdw_gc_no;   /* completed marks: GC_get_gc_no, read often by Guile */
 extern int bdw_finalize_on_demand;   /* GC_set_finalize_on_demand */
 extern GC_finalizer_notifier_proc bdw_finalizer_notifier;
 extern GC_start_callback_proc bdw_start_callback;
