@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <unistd.h>
 
 /* ---- exported variables (deprecated in the Boehm GC, still read by some programs) ---------- */
@@ -364,11 +365,19 @@ GC_API_EXPORT void *GC_call_with_gc_active(GC_fn_type fn, void *cd) {
 
 /* No collection runs while fn does and callers exclude each other, as under the Boehm GC's
  * allocation lock: fn runs holding gc_lock, which every cycle holds from start to end. Not a
- * no-stop region: a stop deferred to its end would park the thread at the very instruction
- * after fn, where Guile (vm_expand_stack) has not yet finished updating what its mark
- * procedure reads; waiting for gc_lock, the thread can still be stopped. fn must not
- * allocate (the Boehm GC's rule too). */
+ * no-stop region: a stop deferred to its end would park the thread exactly after fn.
+ * That point matters: Guile (vm_expand_stack) moves its VM stack inside fn and stores the
+ * new stack pointer only after fn returns, and its thread mark procedure, run with the world
+ * stopped, returns the unused part of that stack to the OS with madvise — a thread stopped
+ * in between makes it zero everything from the new stack up to the old one (other threads'
+ * stacks included). The Boehm GC has the same window but its collector rarely lands in it;
+ * here the unlock wakes a waiting collector, which could stop the world within microseconds
+ * while this thread sat preempted. So a cycle's start waits until ALLOC_LOCK_GRACE_NS have
+ * passed since the last GC_call_with_alloc_lock returned (yielding the CPU meanwhile).
+ * fn must not allocate (the Boehm GC's rule too). */
+#define ALLOC_LOCK_GRACE_NS 5000000u
 static CGC_TLS int alloc_lock_depth;
+_Atomic uint64_t bdw_alloc_lock_left_ns;
 GC_API_EXPORT void *GC_call_with_alloc_lock(GC_fn_type fn, void *cd) {
     bdw_init();
     if (alloc_lock_depth > 0) return fn(cd);
@@ -376,8 +385,15 @@ GC_API_EXPORT void *GC_call_with_alloc_lock(GC_fn_type fn, void *cd) {
     alloc_lock_depth = 1;
     void *r = fn(cd);
     alloc_lock_depth = 0;
+    atomic_store_explicit(&bdw_alloc_lock_left_ns, plat_now_ns(), memory_order_release);
     pthread_mutex_unlock(&gc_lock);
     return r;
+}
+
+void bdw_alloc_lock_grace(void) {
+    uint64_t left = atomic_load_explicit(&bdw_alloc_lock_left_ns, memory_order_acquire);
+    if (left == 0) return;
+    while (plat_now_ns() - left < ALLOC_LOCK_GRACE_NS) sched_yield();
 }
 
 /* Threads created through GC_pthread_create register themselves before running fn. */

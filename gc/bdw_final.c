@@ -369,6 +369,7 @@ static void process_hook(void) {
 }
 
 static void start_hook(void) {
+    bdw_alloc_lock_grace();
     GC_start_callback_proc f = bdw_start_callback;
     if (f) f();
 }

@@ -52,7 +52,10 @@ static void park(gc_thread *t, ucontext_t *uc) {
     if (uc) {
         memcpy(&t->regs.uc_mcontext.gregs, &uc->uc_mcontext.gregs, sizeof uc->uc_mcontext.gregs);
         t->regs_from_jb = 0;
-        atomic_store_explicit(&t->sp, (uintptr_t)uc->uc_mcontext.gregs[REG_RSP], memory_order_release);
+        /* The 128-byte red zone below the interrupted RSP is live (leaf code keeps values
+         * there without moving RSP; the kernel put the signal frame below it): scan it. */
+        atomic_store_explicit(&t->sp, (uintptr_t)uc->uc_mcontext.gregs[REG_RSP] - 128,
+                              memory_order_release);
     } else {
         memset(&t->jb, 0, sizeof t->jb);
         setjmp(t->jb);

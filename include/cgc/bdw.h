@@ -78,6 +78,9 @@ void bdw_init(void);
 _Noreturn void bdw_unsupported(const char *fn, const char *why);
 /* Allocation failed: the Boehm GC's out-of-memory protocol (the oom function's result). */
 void *bdw_oom(size_t n);
+/* At the start of a cycle: let a thread that just left GC_call_with_alloc_lock finish what
+ * it was doing (see gc/bdw.c). */
+void bdw_alloc_lock_grace(void);
 /* After an allocation: run or announce finalizers that a cycle queued. */
 void bdw_after_alloc(void);
 
