@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # tests/bdw runs on cgc's libgc.so.1 (the Boehm GC itself is libgc-dev's libgc1).
 DEPS := meson ninja-build pkg-config gcc g++ clang libunwind-dev libcriterion-dev \
         libbenchmark-dev python3 sqlite3 git libmimalloc-dev libjemalloc-dev \
-        libgoogle-perftools-dev libgc-dev w3m guile-3.0
+        libgoogle-perftools-dev libgc-dev w3m guile-3.0 time
 
 .PHONY: all deps build test run stress bench clean
 

@@ -375,7 +375,7 @@ GC_API_EXPORT void *GC_call_with_gc_active(GC_fn_type fn, void *cd) {
  * while this thread sat preempted. So a cycle's start waits until ALLOC_LOCK_GRACE_NS have
  * passed since the last GC_call_with_alloc_lock returned (yielding the CPU meanwhile).
  * fn must not allocate (the Boehm GC's rule too). */
-#define ALLOC_LOCK_GRACE_NS 5000000u
+#define ALLOC_LOCK_GRACE_NS 1000000u
 static CGC_TLS int alloc_lock_depth;
 _Atomic uint64_t bdw_alloc_lock_left_ns;
 GC_API_EXPORT void *GC_call_with_alloc_lock(GC_fn_type fn, void *cd) {
