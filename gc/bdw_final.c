@@ -96,6 +96,11 @@ static void link_rehash(size_t ncap) {
 static int link_add(void **link, const void *obj, int is_long, const char *fn) {
     bdw_init();
     if (((uintptr_t)link & 7) != 0) bdw_unsupported(fn, "the link is not word-aligned");
+    uintptr_t base;
+    size_t sz;
+    alloc_span *s;
+    /* An object outside the collected heap never becomes unreachable: nothing to clear. */
+    if (!gc_find_object((uintptr_t)obj, &base, &sz, &s)) return BDW_SUCCESS;
     alloc_lock(&bdw_lock);
     if (link_find((uintptr_t)link)) {
         alloc_unlock(&bdw_lock);
@@ -123,9 +128,10 @@ GC_API_EXPORT int GC_general_register_disappearing_link(void **link, const void 
 GC_API_EXPORT int GC_register_disappearing_link(void **link) {
     /* The object is the one containing the link. */
     bdw_init();
-    uintptr_t base, sz;
+    uintptr_t base;
+    size_t sz;
     alloc_span *s;
-    if (!gc_find_object((uintptr_t)link, &base, (size_t *)&sz, &s))
+    if (!gc_find_object((uintptr_t)link, &base, &sz, &s))
         bdw_unsupported("GC_register_disappearing_link", "the link is not inside a collected object");
     return link_add(link, (void *)base, 0, "GC_register_disappearing_link");
 }
