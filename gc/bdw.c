@@ -477,7 +477,8 @@ GC_API_EXPORT int GC_is_disabled(void) { return disable_count > 0; }
 GC_API_EXPORT int GC_expand_hp(size_t n) {
     bdw_init();
     uint64_t heap = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
-    if (heap + n > gc_opt.goal_min) gc_opt.goal_min = heap + n;
+    uint64_t floor = gc_opt.goal_min ? gc_opt.goal_min : (uint64_t)4 << 20; /* cycle.c's */
+    if (heap + n > floor) gc_opt.goal_min = heap + n;
     cgc_set_gc_percent(gc_opt.gc_percent);
     return 1;
 }

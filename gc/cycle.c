@@ -347,7 +347,7 @@ typedef struct cycle_times {
 } cycle_times;
 
 static void compute_goal(void) {
-    uint64_t goal = gc_opt.goal_min > MIN_GOAL ? gc_opt.goal_min : MIN_GOAL; /* bdw: GC_expand_hp */
+    uint64_t goal = gc_opt.goal_min ? gc_opt.goal_min : MIN_GOAL; /* bdw: GC_INITIAL_HEAP_SIZE */
     if (gc_opt.gc_percent >= 0) {
         uint64_t g = live_after_mark + live_after_mark / 100 * (uint64_t)gc_opt.gc_percent +
                      gc_roots_bytes_last / 100 * (uint64_t)gc_opt.gc_percent;

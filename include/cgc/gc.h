@@ -41,7 +41,7 @@ typedef struct gc_options {
     int finalizer_thread;    /* CGC_FINALIZERS=thread (1, default) | manual (0) */
     int stop_the_world;      /* CGC_STOPTHEWORLD: mark with every thread stopped (0; the
                                 Boehm-compatible mode sets 1: its programs have no barrier) */
-    uint64_t goal_min;       /* smallest pacer goal (0: the built-in 4 MiB); GC_INITIAL_HEAP_SIZE */
+    uint64_t goal_min;       /* smallest pacer goal (0: the built-in 4 MiB); bdw: GC_INITIAL_HEAP_SIZE, GC_expand_hp */
 } gc_options;
 extern gc_options gc_opt;
 void gc_read_options(void);
