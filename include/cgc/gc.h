@@ -15,7 +15,10 @@
  * shade and scan code and adds the write barrier (DESIGN §3.2).
  *
  * Lock order (after the allocator's, include/cgc/internal.h): gc_lock (one cycle at a time)
- * -> gc_threads_lock -> gc_roots_lock / gc_final_lock -> allocator locks -> gc_central locks.
+ * -> gc_threads_lock -> gc_roots_lock / gc_final_lock / bdw_lock -> allocator locks ->
+ * gc_central locks. The Boehm-compatible interface's own locks (gc/bdw*.c: its init lock,
+ * kinds_lock, disable_lock) are taken before any of these and never while holding one;
+ * GC_call_with_alloc_lock holds gc_lock while the program's function runs.
  * A thread is never stopped inside an allocator lock or a collected allocation
  * (alloc_tls_nostop); gc_lock is never taken inside such a region.
  */
