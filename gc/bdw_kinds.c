@@ -224,6 +224,9 @@ GC_API_EXPORT void GC_generic_malloc_many(size_t n, int kind, void **result) {
     if (want > MANY_MAX) want = MANY_MAX;
     void *volatile objs[MANY_MAX];
     size_t got = 0;
+    if (kind == BDW_KIND_PTRFREE || kind == BDW_KIND_NORMAL) /* a run from the current span */
+        got = gc_alloc_small_many(n, kind == BDW_KIND_PTRFREE ? ALLOC_KIND_GC_LEAF : ALLOC_KIND_GC_SCAN,
+                                  (void **)objs, want);
     for (; got < want; got++) {
         objs[got] = bdw_alloc_kind(n, kind);
         if (objs[got] == NULL) break;
