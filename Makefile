@@ -7,10 +7,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Build: meson, ninja, compilers, libunwind, criterion (tests), google-benchmark (perf).
 # Tests and showcase: the real programs run under LD_PRELOAD and the peer allocators
-# that perf/compare measures cgc against; valgrind (leak mode is compared with memcheck).
+# that perf/compare measures cgc against; valgrind (leak mode is compared with memcheck);
+# w3m and guile-3.0 are Boehm-GC programs that tests/bdw runs on cgc's libgc.so.1.
 DEPS := meson ninja-build pkg-config gcc g++ clang libunwind-dev libcriterion-dev \
         libbenchmark-dev python3 sqlite3 git libmimalloc-dev libjemalloc-dev \
-        libgoogle-perftools-dev libgc-dev valgrind
+        libgoogle-perftools-dev libgc-dev valgrind w3m guile-3.0 time
 # Benchmarks only (`make bench`, `make bench-pause`): Go, the peer of perf/pause-compare.
 BENCH_DEPS := golang-go
 

@@ -35,6 +35,11 @@ gc_options gc_opt = {
     .finalizer_thread = 1,
 };
 pthread_mutex_t gc_lock = PTHREAD_MUTEX_INITIALIZER;
+/* bdw: hooks of the Boehm-compatible interface (gc.h; set by gc/bdw.c) */
+void (*gc_bdw_start_hook)(void);
+void (*gc_bdw_roots_hook)(void);
+void (*gc_bdw_process_hook)(void);
+void (*gc_bdw_scan_hook)(const cgc_type *t, uintptr_t base);
 
 #define MIN_GOAL ((uint64_t)4 << 20)
 static _Atomic uint64_t gc_goal = MIN_GOAL;
@@ -175,7 +180,7 @@ static _Atomic uint64_t assist_ns_total, worker_ns_total;
 static _Atomic uint64_t cycle_assist_ns;
 
 static void compute_goal(void) {
-    uint64_t goal = MIN_GOAL;
+    uint64_t goal = gc_opt.goal_min ? gc_opt.goal_min : MIN_GOAL; /* bdw: GC_INITIAL_HEAP_SIZE */
     if (gc_opt.gc_percent >= 0) {
         uint64_t g = live_after_mark + live_after_mark / 100 * (uint64_t)gc_opt.gc_percent +
                      gc_roots_bytes_last / 100 * (uint64_t)gc_opt.gc_percent;
@@ -251,6 +256,7 @@ static void stopped_work(cycle_times *ct) {
     gc_scan_roots();
     gc_scan_finalizer_roots();
     gc_drain();
+    if (gc_bdw_process_hook) gc_bdw_process_hook(); /* bdw: links, finalizers (gc/bdw_final.c) */
     gc_final_lock();
     gc_process_finalizers();
     gc_process_weak();
@@ -539,6 +545,7 @@ static void run_cycle(bool forced) {
     cycle_times ct;
     memset(&ct, 0, sizeof ct);
     ct.forced = forced;
+    if (gc_bdw_start_hook) gc_bdw_start_hook(); /* bdw: GC_set_start_callback */
     ct.t_start = plat_now_ns();
     gc_finish_sweep(); /* sweep termination: marks must describe this cycle only */
     ct.prev_freed = atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed);

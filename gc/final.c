@@ -103,6 +103,7 @@ void gc_process_finalizers(void) {
 
 void gc_scan_finalizer_roots(void) {
     for (fin *f = final_ready; f; f = f->next) gc_shade(f->obj);
+    if (gc_bdw_roots_hook) gc_bdw_roots_hook(); /* bdw: its queued finalizers */
 }
 
 /* Concurrent cycle, start of marking [final_lock]: ready objects are roots; registered

@@ -584,6 +584,58 @@ void *gc_alloc_typed1(const cgc_type *t) {
     return p;
 }
 
+/* ---- Boehm kinds (gc/bdw_kinds.c): a large object whose span carries a type ------------------ */
+void *gc_alloc_large_typed1(const cgc_type *t, size_t n) {
+    gc_ensure_init();
+    gc_require_self("allocated from the collected heap");
+    if (n > ((size_t)1 << ALLOC_ADDR_BITS) ||
+        (CGC_UNLIKELY(gc_opt.heap_max != UINT64_MAX) && gc_over_hard_cap(n))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    alloc_cache *c = alloc_tls_cache;
+    if (!alloc_cache_valid(c)) c = alloc_cache_create();
+    if (!alloc_cache_valid(c)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    alloc_nostop_enter(); /* no cycle sees the span before it carries its type */
+    void *p = alloc_large_gc(n, ALLOC_KIND_GC_TYPED1);
+    if (p) alloc_span_of(p)->gctype = t;
+    alloc_nostop_leave();
+    if (p == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    charge(c, (n + ALLOC_PAGE_SIZE - 1) & ~(ALLOC_PAGE_SIZE - 1));
+    return p;
+}
+
+/* bdw (GC_generic_malloc_many): up to max objects of n bytes from the current span of
+ * (kind, class) in one no-stop region; 0 when the fast path does not apply or the span is
+ * full (the caller goes on with gc_alloc_kind, which refills). */
+size_t gc_alloc_small_many(size_t n, unsigned kind, void **out, size_t max) {
+    alloc_cache *c = alloc_tls_cache;
+    if (!(gc_self != NULL && n - 1 < ALLOC_SMALL_MAX && alloc_cache_valid(c) &&
+          gc_opt.heap_max == UINT64_MAX))
+        return 0;
+    unsigned cls = alloc_size_class(n);
+    size_t got = 0, bytes = 0;
+    alloc_nostop_enter();
+    alloc_span *s = c->gc_cur[kind - 1][cls];
+    while (got < max) {
+        uint32_t idx = take_slot(s);
+        if (idx == UINT32_MAX) break;
+        void *p = (void *)(s->start + (size_t)idx * s->elem_size);
+        memset(p, 0, s->elem_size);
+        out[got++] = p;
+        bytes += s->elem_size;
+    }
+    alloc_nostop_leave();
+    if (bytes) charge(c, bytes);
+    return got;
+}
+
 void gc_heap_init(void) { alloc_gc_cache_release_hook = release_cache_spans; }
 
 /* ---- checks -------------------------------------------------------------------------------- */

@@ -317,7 +317,14 @@ static void scan_typed(uintptr_t base) {
 /* One object of a TYPED1 span: the type is the span's. */
 static void scan_typed1(uintptr_t base) {
     alloc_span *s = alloc_span_of((const void *)base);
-    if (s && s->gctype) scan_elements(s->gctype, base, 1);
+    if (s && s->gctype) {
+        /* bdw: a Boehm kind's object is scanned by its descriptor (gc/bdw_kinds.c) */
+        if (CGC_UNLIKELY(((const cgc_type *)s->gctype)->nwords == GC_BDW_TYPE)) {
+            gc_bdw_scan_hook(s->gctype, base);
+            return;
+        }
+        scan_elements(s->gctype, base, 1);
+    }
 }
 
 static inline void scan_one(const gc_work *w) {

@@ -53,7 +53,10 @@ static void park(gc_thread *t, ucontext_t *uc) {
     if (uc) {
         memcpy(&t->regs.uc_mcontext.gregs, &uc->uc_mcontext.gregs, sizeof uc->uc_mcontext.gregs);
         t->regs_from_jb = 0;
-        atomic_store_explicit(&t->sp, (uintptr_t)uc->uc_mcontext.gregs[REG_RSP], memory_order_release);
+        /* The 128-byte red zone below the interrupted RSP is live (leaf code keeps values
+         * there without moving RSP; the kernel put the signal frame below it): scan it. */
+        atomic_store_explicit(&t->sp, (uintptr_t)uc->uc_mcontext.gregs[REG_RSP] - 128,
+                              memory_order_release);
     } else {
         memset(&t->jb, 0, sizeof t->jb);
         setjmp(t->jb);
@@ -155,8 +158,17 @@ static void fill_bounds(gc_thread *t) {
     gc_tls_bounds(&t->tls_lo, &t->tls_hi);
 }
 
+/* Destructors run key by key, ours possibly before a library's own (Guile frees a thread's
+ * VM stack, which its mark procedure reads, in its key destructor and unregisters after):
+ * so the first round only re-arms the key, and the thread leaves the registry one round
+ * later, after the other destructors (glibc runs up to PTHREAD_DESTRUCTOR_ITERATIONS). */
+static CGC_TLS int exit_deferred;
 static void thread_exit(void *arg) {
-    (void)arg;
+    if (gc_self && !exit_deferred && arg) {
+        exit_deferred = 1;
+        pthread_setspecific(thread_key, arg);
+        return;
+    }
     if (gc_self) cgc_thread_unregister();
 }
 

@@ -16,7 +16,10 @@
  * shade and scan code and adds the write barrier (DESIGN §3.2).
  *
  * Lock order (after the allocator's, include/cgc/internal.h): gc_lock (one cycle at a time)
- * -> gc_threads_lock -> gc_roots_lock / gc_final_lock -> allocator locks -> gc_central locks.
+ * -> gc_threads_lock -> gc_roots_lock / gc_final_lock / bdw_lock -> allocator locks ->
+ * gc_central locks. The Boehm-compatible interface's own locks (gc/bdw*.c: its init lock,
+ * kinds_lock, disable_lock) are taken before any of these and never while holding one;
+ * GC_call_with_alloc_lock holds gc_lock while the program's function runs.
  * A thread is never stopped inside an allocator lock or a collected allocation
  * (alloc_tls_nostop); gc_lock is never taken inside such a region.
  * trace_flush_lock (gc/tracefile.c) is a leaf, taken only outside stops (after a cycle, under
@@ -46,6 +49,7 @@ typedef struct gc_options {
                                 and the Boehm-compatible mode, whose programs use no barrier) */
     int barrier_debug;       /* CGC_DEBUG_BARRIER: 1 = no deletion half, 2 = no insertion
                                 half (only for the checkmark negative-control test) */
+    uint64_t goal_min;       /* smallest pacer goal (0: the built-in 4 MiB); bdw: GC_INITIAL_HEAP_SIZE, GC_expand_hp */
 } gc_options;
 extern gc_options gc_opt;
 void gc_read_options(void);
@@ -223,5 +227,25 @@ void gc_final_terminate(void);
 void gc_final_wake(void); /* queued finalizers: wake the finalizer thread */
 void gc_final_fork(int what);
 uint64_t gc_finalizers_run(void);
+
+/* ---- hooks of the Boehm-compatible interface (gc/bdw*.c; NULL unless libcgc-bdw.so) ------
+ * Set once by bdw initialisation, before the first cycle. Each runs in the collector:
+ *   gc_bdw_start_hook   at the start of a cycle, gc_lock held, world running; must not allocate
+ *   gc_bdw_roots_hook   world stopped: shade the objects whose finalizers are queued
+ *   gc_bdw_process_hook world stopped, roots drained: clear disappearing links, queue
+ *                       finalizers of unreachable objects and mark from them, drain
+ *   gc_bdw_scan_hook    scan one object of a Boehm kind (a TYPED1 span whose type has
+ *                       nwords == GC_BDW_TYPE) with the kind's descriptor or mark procedure */
+#define GC_BDW_TYPE ((size_t)-1)
+extern void (*gc_bdw_start_hook)(void);
+extern void (*gc_bdw_roots_hook)(void);
+extern void (*gc_bdw_process_hook)(void);
+extern void (*gc_bdw_scan_hook)(const cgc_type *t, uintptr_t base);
+/* gc/heap.c: a large object (n > ALLOC_SMALL_MAX) of kind TYPED1 whose span carries t (small
+ * ones: gc_alloc_typed1 with t->size a size class). For Boehm kinds. */
+void *gc_alloc_large_typed1(const cgc_type *t, size_t n);
+/* gc/heap.c: up to max small objects (kind LEAF or SCAN) at once into out; returns how many
+ * (0: take the ordinary path). For GC_generic_malloc_many. */
+size_t gc_alloc_small_many(size_t n, unsigned kind, void **out, size_t max);
 
 #endif /* CGC_GC_H */

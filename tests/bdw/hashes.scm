@@ -1,0 +1,13 @@
+;; Hash tables (strong), association lists, and a rehash-heavy workload.
+(define h (make-hash-table))
+(do ((i 0 (+ i 1))) ((= i 150000))
+  (hash-set! h (number->string i 16) (list i (* i i) (make-string (modulo i 17) #\x))))
+(do ((i 0 (+ i 3))) ((>= i 150000)) (hash-remove! h (number->string i 16)))
+(format #t "entries ~a~%" (hash-count (const #t) h))
+(format #t "sum ~a~%" (hash-fold (lambda (k v acc) (+ acc (car v))) 0 h))
+(define hq (make-hash-table))
+(do ((round 0 (+ round 1))) ((= round 20))
+  (do ((i 0 (+ i 1))) ((= i 5000)) (hashq-set! hq (cons round i) (vector round i))))
+(format #t "eq entries ~a~%" (hash-count (const #t) hq))
+(define al (map (lambda (i) (cons (string->symbol (format #f "s~a" i)) i)) (iota 3000)))
+(format #t "assq ~a~%" (cdr (assq 's2999 al)))

@@ -1,0 +1,12 @@
+;; Binary trees (the GC benchmark game's shape): many short-lived trees, one long-lived.
+(define (make d) (if (= d 0) (cons #f #f) (cons (make (- d 1)) (make (- d 1)))))
+(define (check t) (if (car t) (+ 1 (check (car t)) (check (cdr t))) 1))
+(define max-depth (if (> (length (command-line)) 1) (string->number (cadr (command-line))) 14))
+(define long-lived (make max-depth))
+(let loop ((d 4))
+  (when (<= d max-depth)
+    (let* ((n (expt 2 (+ (- max-depth d) 4)))
+           (sum (let it ((i 0) (s 0)) (if (= i n) s (it (+ i 1) (+ s (check (make d))))))))
+      (format #t "~a trees of depth ~a check ~a~%" n d sum))
+    (loop (+ d 2))))
+(format #t "long lived tree of depth ~a check ~a~%" max-depth (check long-lived))
