@@ -375,7 +375,7 @@ static void stopped_work(cycle_times *ct) {
     if (gc_opt.checkmark) gc_checkmark();
     gc_roots_unlock();
     ct->t_marked = plat_now_ns();
-    live_after_mark = gc_marked_bytes;
+    __atomic_store_n(&live_after_mark, gc_marked_bytes, __ATOMIC_RELAXED); /* cgc_get_stats reads it */
     atomic_store_explicit(&gc_heap_bytes, live_after_mark, memory_order_relaxed);
     compute_goal();
     gc_prepare_sweep();
@@ -424,9 +424,10 @@ static void collect(bool finish_sweep) {
     pthread_mutex_unlock(&gc_threads_lock);
     uint64_t pause = ct.t_end - ct.t_start;
     uint64_t n = atomic_load_explicit(&cycles, memory_order_relaxed);
-    pauses[n % CGC_STATS_PAUSES] = pause;
-    pause_total += pause;
-    if (pause > pause_max) pause_max = pause;
+    /* Relaxed atomic stores: cgc_get_stats reads these without gc_lock (TSan). */
+    __atomic_store_n(&pauses[n % CGC_STATS_PAUSES], pause, __ATOMIC_RELAXED);
+    __atomic_store_n(&pause_total, pause_total + pause, __ATOMIC_RELAXED);
+    if (pause > pause_max) __atomic_store_n(&pause_max, pause, __ATOMIC_RELAXED);
     atomic_store_explicit(&cycles, n + 1, memory_order_release);
     /* An explicit cgc_collect() returns with the heap swept; a paced cycle leaves the
      * sweeping to allocation (lazy) and the background sweeper. */
@@ -541,15 +542,16 @@ void *cgc_alloc_typed(const cgc_type *t) { return cgc_alloc_array(t, 1); }
 static void fill_stats(cgc_stats *st) {
     st->gc_cycles = atomic_load_explicit(&cycles, memory_order_acquire);
     st->gc_heap_bytes = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
-    st->gc_live_bytes = live_after_mark;
+    st->gc_live_bytes = __atomic_load_n(&live_after_mark, __ATOMIC_RELAXED);
     st->gc_goal_bytes = atomic_load_explicit(&gc_goal, memory_order_relaxed);
     st->gc_freed_objects = atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed);
     /* the total of completed sweeps, plus what the current one has reclaimed so far */
     st->gc_freed_total = atomic_load_explicit(&gc_freed_total, memory_order_relaxed) +
                          atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed);
-    st->gc_pause_total_ns = pause_total;
-    st->gc_pause_max_ns = pause_max;
-    memcpy(st->gc_pauses_ns, pauses, sizeof pauses);
+    st->gc_pause_total_ns = __atomic_load_n(&pause_total, __ATOMIC_RELAXED);
+    st->gc_pause_max_ns = __atomic_load_n(&pause_max, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < CGC_STATS_PAUSES; i++)
+        st->gc_pauses_ns[i] = __atomic_load_n(&pauses[i], __ATOMIC_RELAXED);
     st->gc_finalizers_run = atomic_load_explicit(&finalizers_run, memory_order_relaxed);
 }
 
