@@ -149,6 +149,7 @@ void alloc_fork_child(void) {
     for (unsigned i = 0; i < ALLOC_NCLASSES; i++) pthread_mutex_init(&alloc_centrals[i].lock, NULL);
     pthread_mutex_init(&alloc_orphan_lock, NULL);
     pthread_mutex_init(&alloc_cache_registry_lock, NULL);
+    if (alloc_gc_fork_child_hook) alloc_gc_fork_child_hook(); /* before the release hook runs */
     alloc_cache_fork_child();
     alloc_scavenger_after_fork_child();
     alloc_tls_stop_deferred = 0; /* the parent's collector is not ours */

@@ -383,6 +383,12 @@ extern CGC_TLS volatile unsigned alloc_tls_stop_deferred;
 extern void (*alloc_deferred_stop_hook)(void);
 /* Set by the collector: give a recycled cache's collected spans back (thread exit). */
 extern void (*alloc_gc_cache_release_hook)(struct alloc_cache *c);
+/* Set by the collector: in a fork child, make the collector's span-list locks usable before
+ * alloc_fork_child hands the dead threads' collected spans back through the hook above. The
+ * forking thread holds those locks (the collector's prepare handler took them), and the
+ * collector's own child handler runs only after the allocator's: without this, the child
+ * deadlocks on a lock it holds itself (found by stress/hostile_fork.c). */
+extern void (*alloc_gc_fork_child_hook)(void);
 /* Set by the collector: fill the collected-heap part of cgc_stats. */
 extern void (*alloc_gc_stats_hook)(cgc_stats *st);
 /* The signal fences keep the compiler from moving the counter update across the check of
