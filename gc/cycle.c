@@ -23,6 +23,7 @@
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 gc_options gc_opt = {
@@ -560,7 +561,20 @@ static void fill_stats(cgc_stats *st) {
  * no-stop lock: the forking thread can be stopped while it waits) and then holds every
  * collector lock across fork; the child reinitialises them, keeps only its own thread
  * registration and re-creates helper threads on demand. */
+/* Does the calling thread hold m? glibc records the owner's tid in every mutex it locks
+ * (also the default kind). Used only to tell a fork from a signal handler that interrupted
+ * this thread inside the collector. */
+static bool fork_mutex_mine(pthread_mutex_t *m) {
+    return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == (int)syscall(SYS_gettid);
+}
+
 static void gc_fork_prepare(void) {
+    /* Inside cgc on this thread (see alloc_tls_fork_skip): take nothing, change nothing. */
+    if (alloc_tls_nostop > 0 || fork_mutex_mine(&gc_lock) || fork_mutex_mine(&gc_threads_lock)) {
+        alloc_tls_fork_skip = 2;
+        return;
+    }
+    alloc_tls_fork_checked = 1;
     pthread_mutex_lock(&gc_lock);
     gc_threads_fork(0);
     gc_roots_fork(0);
@@ -572,6 +586,10 @@ static void gc_fork_prepare(void) {
 }
 
 static void gc_fork_parent(void) {
+    if (alloc_tls_fork_skip) {
+        alloc_tls_fork_skip = 0;
+        return;
+    }
     gc_heap_fork(1);
     gc_mark_fork(1);
     pthread_mutex_unlock(&final_wait_lock);
@@ -583,6 +601,10 @@ static void gc_fork_parent(void) {
 }
 
 static void gc_fork_child(void) {
+    if (alloc_tls_fork_skip) { /* the child may only _exit or exec */
+        alloc_tls_fork_skip = 0;
+        return;
+    }
     gc_heap_fork(2);
     gc_mark_fork(2);
     pthread_mutex_init(&final_wait_lock, NULL);

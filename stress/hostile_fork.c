@@ -197,6 +197,10 @@ static void on_alarm(int sig) {
 
 static void *watchdog(void *arg) {
     (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     unsigned long last = (unsigned long)-1;
     int still = 0;
     while (!atomic_load(&stop)) {
