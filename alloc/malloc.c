@@ -40,7 +40,9 @@ static inline void *cache_alloc(alloc_cache *c, unsigned cls) {
         alloc_count(&c->nmalloc);
         return p;
     }
-    return alloc_cache_refill(c, cls);
+    p = alloc_cache_refill(c, cls);
+    if (CGC_UNLIKELY(p == NULL)) errno = ENOMEM; /* the fast path returns this directly */
+    return p;
 }
 
 void *alloc_large(size_t n, size_t align, bool zero) {
