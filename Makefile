@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build: meson, ninja, compilers, libunwind, criterion (tests), google-benchmark (perf).
 # Tests and showcase: the real programs run under LD_PRELOAD and the peer allocators
 # that perf/compare measures cgc against.
-DEPS := meson ninja-build pkg-config gcc g++ clang libunwind-dev libcriterion-dev \
+DEPS := meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev libunwind-dev libcriterion-dev \
         libbenchmark-dev python3 sqlite3 git libmimalloc-dev libjemalloc-dev \
         libgoogle-perftools-dev libgc-dev
 
@@ -36,8 +36,13 @@ build: deps $(BUILD)/build.ninja
 test: build
 	meson test -C $(BUILD) --no-suite stress-long --print-errorlogs --num-processes 2
 
+# The long forms: every stress driver and sanitizer lane at full scale, 1,000 forks, 10
+# million fuzz executions (tests/fuzz). Takes hours on 2 cores. Ends with a summary table
+# (tools/stress_summary.py) of every test and the figures README's "Reliability" quotes.
 stress: build
-	meson test -C $(BUILD) --suite stress --suite stress-long --print-errorlogs --num-processes 1
+	-nice -n 10 meson test -C $(BUILD) --suite stress --suite stress-long --suite fuzz \
+	  --suite sanitize --print-errorlogs --num-processes 1
+	python3 tools/stress_summary.py $(BUILD)
 
 bench: build
 	perf/compare --build $(BUILD)
