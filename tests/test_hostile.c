@@ -287,3 +287,25 @@ Test(hostile, sizes_near_size_max_after_warm_up) {
     cr_assert_null(alloc_heap_check());
     cr_assert_eq(stat_errors(), 0);
 }
+
+/* ---- regression (found by tests/fuzz): a page run that held a large collected object, once
+ * reclaimed, came back as a malloc'd large block still marked collected: free() rejected it
+ * and malloc_usable_size said 0. */
+__attribute__((noinline)) static void make_large_garbage(void) {
+    for (int i = 0; i < 8; i++) cr_assert(cgc_alloc(200000 + (size_t)i * 8192));
+}
+
+Test(hostile, large_malloc_block_on_a_reclaimed_collected_run) {
+    cgc_thread_register();
+    make_large_garbage();
+    for (int i = 0; i < 3; i++) cgc_collect(); /* the runs go back to the page heap */
+    uint64_t e0 = stat_errors();
+    for (int i = 0; i < 64; i++) {
+        size_t n = 33000 + (size_t)i * 4096;
+        void *p = cgc_malloc(n);
+        cr_assert(p);
+        cr_assert(cgc_usable_size(p) >= n, "malloc(%zu): usable size %zu", n, cgc_usable_size(p));
+        cgc_free(p);
+    }
+    cr_assert_eq(stat_errors(), e0);
+}
