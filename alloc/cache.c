@@ -31,6 +31,7 @@ CGC_TLS volatile unsigned alloc_tls_stop_deferred;
 static void no_deferred_stop(void) { alloc_tls_stop_deferred = 0; }
 void (*alloc_deferred_stop_hook)(void) = no_deferred_stop;
 void (*alloc_gc_cache_release_hook)(alloc_cache *c);
+void (*alloc_gc_fork_child_hook)(void);
 void (*alloc_gc_stats_hook)(cgc_stats *st);
 alloc_span alloc_empty_span = {.state = SPAN_SMALL};
 pthread_mutex_t alloc_cache_registry_lock = PTHREAD_MUTEX_INITIALIZER;

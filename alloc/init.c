@@ -133,7 +133,15 @@ __attribute__((destructor)) static void alloc_destructor(void) {
 /* Lock order: registry, orphan, centrals, heap. The forking thread holds them across fork,
  * so it must not be stopped by the collector meanwhile: a no-stop region, left in the
  * parent and dropped in the child (which has no collector thread to answer). */
+CGC_TLS unsigned char alloc_tls_fork_skip, alloc_tls_fork_checked;
+
 void alloc_fork_prepare(void) {
+    if (alloc_tls_fork_skip) return; /* the collector's handler found us inside cgc */
+    if (!alloc_tls_fork_checked && alloc_tls_nostop > 0) { /* interrupted inside a lock */
+        alloc_tls_fork_skip = 1;
+        return;
+    }
+    alloc_tls_fork_checked = 0;
     alloc_nostop_enter();
     pthread_mutex_lock(&alloc_cache_registry_lock);
     pthread_mutex_lock(&alloc_orphan_lock);
@@ -142,6 +150,10 @@ void alloc_fork_prepare(void) {
 }
 
 void alloc_fork_parent(void) {
+    if (alloc_tls_fork_skip) {
+        if (alloc_tls_fork_skip == 1) alloc_tls_fork_skip = 0; /* else the collector's clears it */
+        return;
+    }
     pthread_mutex_unlock(&alloc_heap_lock);
     for (unsigned i = ALLOC_NCLASSES; i-- > 0;) pthread_mutex_unlock(&alloc_centrals[i].lock);
     pthread_mutex_unlock(&alloc_orphan_lock);
@@ -150,14 +162,16 @@ void alloc_fork_parent(void) {
 }
 
 void alloc_fork_child(void) {
+    if (alloc_tls_fork_skip) {
+        if (alloc_tls_fork_skip == 1) alloc_tls_fork_skip = 0;
+        return;
+    }
     pthread_mutex_init(&alloc_heap_lock, NULL);
     for (unsigned i = 0; i < ALLOC_NCLASSES; i++) pthread_mutex_init(&alloc_centrals[i].lock, NULL);
     pthread_mutex_init(&alloc_orphan_lock, NULL);
     pthread_mutex_init(&alloc_cache_registry_lock, NULL);
-    /* With the collector running, the dead threads' caches hold collected spans too, whose
-     * central locks the collector's child handler re-initialises after this one runs: it
-     * releases the caches then (gc/cycle.c gc_fork_child). */
-    if (alloc_gc_cache_release_hook == NULL) alloc_cache_fork_child();
+    if (alloc_gc_fork_child_hook) alloc_gc_fork_child_hook(); /* before the release hook runs */
+    alloc_cache_fork_child();
     alloc_scavenger_after_fork_child();
     alloc_tls_stop_deferred = 0; /* the parent's collector is not ours */
     alloc_tls_nostop--;

@@ -40,7 +40,9 @@ static inline void *cache_alloc(alloc_cache *c, unsigned cls) {
         alloc_count(&c->nmalloc);
         return p;
     }
-    return alloc_cache_refill(c, cls);
+    p = alloc_cache_refill(c, cls);
+    if (CGC_UNLIKELY(p == NULL)) errno = ENOMEM; /* the fast path returns this directly */
+    return p;
 }
 
 void *alloc_large(size_t n, size_t align, bool zero) {
@@ -190,7 +192,14 @@ CGC_NOINLINE void alloc_free_slow(void *p, alloc_span *s) {
     if (p == NULL) return;
     alloc_ensure_init();
     if (s == NULL) {
-        alloc_report_error("free of a pointer cgc did not allocate", p);
+        /* Inside one of our arenas but in no span: an interior page of a free run, e.g. a
+         * large block freed a second time after its pages coalesced with a neighbour's. */
+        uintptr_t a = (uintptr_t)p;
+        bool ours = !(a >> ALLOC_ADDR_BITS) &&
+                    atomic_load_explicit(&alloc_arena_index[a >> ALLOC_ARENA_SHIFT],
+                                         memory_order_acquire) != NULL;
+        alloc_report_error(ours ? "double free (or free of a pointer that is not a live block)"
+                                : "free of a pointer cgc did not allocate", p);
         return;
     }
     if (s->kind != ALLOC_KIND_MALLOC) {

@@ -310,6 +310,11 @@ alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large) {
     s->released = 0;
     s->freed_at_ns = 0;
     s->next = s->prev = NULL;
+    /* A span struct keeps its kind through the free runs: one that last held a collected
+     * object must not come back as a malloc block of a collected kind (free and
+     * malloc_usable_size would reject it). Callers that want another kind set it. */
+    s->kind = ALLOC_KIND_MALLOC;
+    s->gctype = NULL;
     alloc_span_set_state(s, large ? SPAN_LARGE : SPAN_SMALL); /* small: the caller fills in the class */
     if (large) {
         hs.large_bytes += s->npages * ALLOC_PAGE_SIZE;

@@ -24,6 +24,7 @@
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 gc_options gc_opt = {
@@ -218,10 +219,11 @@ static _Atomic uint64_t trace_cycle_no; /* [written under gc_lock] the cycle in 
 static void record_stop(uint64_t t_req, uint64_t t_stopped, uint64_t t_end) {
     uint64_t pause = t_end - t_req, wait = t_stopped - t_req;
     if (trace_file_enabled()) trace_stop(trace_cycle_no, "stop", t_req, t_stopped, t_end);
-    pauses[stops % CGC_STATS_PAUSES] = pause;
-    stops++;
-    pause_total += pause;
-    if (pause > pause_max) pause_max = pause;
+    /* Relaxed atomic stores: cgc_get_stats reads these without gc_lock. */
+    __atomic_store_n(&pauses[stops % CGC_STATS_PAUSES], pause, __ATOMIC_RELAXED);
+    __atomic_store_n(&stops, stops + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&pause_total, pause_total + pause, __ATOMIC_RELAXED);
+    if (pause > pause_max) __atomic_store_n(&pause_max, pause, __ATOMIC_RELAXED);
     stop_wait_total += wait;
     if (wait > stop_wait_max) stop_wait_max = wait;
 }
@@ -815,17 +817,18 @@ void *cgc_alloc_typed(const cgc_type *t) { return cgc_alloc_array(t, 1); }
 static void fill_stats(cgc_stats *st) {
     st->gc_cycles = atomic_load_explicit(&cycles, memory_order_acquire);
     st->gc_heap_bytes = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
-    st->gc_live_bytes = live_after_mark;
+    st->gc_live_bytes = __atomic_load_n(&live_after_mark, __ATOMIC_RELAXED);
     st->gc_goal_bytes = atomic_load_explicit(&gc_goal, memory_order_relaxed);
     st->gc_freed_objects = atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed);
     /* the total of completed sweeps, plus what the current one has reclaimed so far */
     st->gc_freed_total = atomic_load_explicit(&gc_freed_total, memory_order_relaxed) +
                          atomic_load_explicit(&gc_freed_objects_last, memory_order_relaxed);
-    st->gc_pause_total_ns = pause_total;
-    st->gc_pause_max_ns = pause_max;
-    memcpy(st->gc_pauses_ns, pauses, sizeof pauses);
+    st->gc_pause_total_ns = __atomic_load_n(&pause_total, __ATOMIC_RELAXED);
+    st->gc_pause_max_ns = __atomic_load_n(&pause_max, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < CGC_STATS_PAUSES; i++)
+        st->gc_pauses_ns[i] = __atomic_load_n(&pauses[i], __ATOMIC_RELAXED);
     st->gc_finalizers_run = gc_finalizers_run();
-    st->gc_stops = stops;
+    st->gc_stops = __atomic_load_n(&stops, __ATOMIC_RELAXED);
     st->gc_stop_wait_total_ns = stop_wait_total;
     st->gc_stop_wait_max_ns = stop_wait_max;
     st->gc_hold_max_ns = hold_max;
@@ -838,7 +841,20 @@ static void fill_stats(cgc_stats *st) {
  * no-stop lock: the forking thread can be stopped while it waits) and then holds every
  * collector lock across fork; the child reinitialises them, keeps only its own thread
  * registration and re-creates helper threads on demand. */
+/* Does the calling thread hold m? glibc records the owner's tid in every mutex it locks
+ * (also the default kind). Used only to tell a fork from a signal handler that interrupted
+ * this thread inside the collector. */
+static bool fork_mutex_mine(pthread_mutex_t *m) {
+    return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == (int)syscall(SYS_gettid);
+}
+
 static void gc_fork_prepare(void) {
+    /* Inside cgc on this thread (see alloc_tls_fork_skip): take nothing, change nothing. */
+    if (alloc_tls_nostop > 0 || fork_mutex_mine(&gc_lock) || fork_mutex_mine(&gc_threads_lock)) {
+        alloc_tls_fork_skip = 2;
+        return;
+    }
+    alloc_tls_fork_checked = 1;
     pthread_mutex_lock(&gc_lock);
     gc_threads_fork(0);
     gc_roots_fork(0);
@@ -850,6 +866,10 @@ static void gc_fork_prepare(void) {
 }
 
 static void gc_fork_parent(void) {
+    if (alloc_tls_fork_skip) {
+        alloc_tls_fork_skip = 0;
+        return;
+    }
     gc_heap_fork(1);
     gc_mark_fork(1);
     gc_final_fork(1);
@@ -861,6 +881,10 @@ static void gc_fork_parent(void) {
 }
 
 static void gc_fork_child(void) {
+    if (alloc_tls_fork_skip) { /* the child may only _exit or exec */
+        alloc_tls_fork_skip = 0;
+        return;
+    }
     gc_heap_fork(2);
     gc_mark_fork(2);
     gc_final_fork(2);
@@ -874,5 +898,4 @@ static void gc_fork_child(void) {
     gc_roots_fork(2);
     gc_threads_fork(2);
     pthread_mutex_init(&gc_lock, NULL);
-    alloc_cache_fork_child(); /* every lock is fresh now, the collected spans' included */
 }

@@ -636,7 +636,14 @@ size_t gc_alloc_small_many(size_t n, unsigned kind, void **out, size_t max) {
     return got;
 }
 
-void gc_heap_init(void) { alloc_gc_cache_release_hook = release_cache_spans; }
+/* Fork child, called by the allocator's child handler (which runs before the collector's):
+ * the span-list locks this thread holds since the prepare handler are made usable now. */
+static void heap_fork_child_early(void) { gc_heap_fork(2); }
+
+void gc_heap_init(void) {
+    alloc_gc_cache_release_hook = release_cache_spans;
+    alloc_gc_fork_child_hook = heap_fork_child_early;
+}
 
 /* ---- checks -------------------------------------------------------------------------------- */
 static void check_span(alloc_span *s, void *arg) {

@@ -264,7 +264,7 @@ static inline void shade(uintptr_t p) { shade_at(p, true); }
 
 void gc_shade(uintptr_t p) { shade(p); }
 
-static inline void scan_words(uintptr_t lo, uintptr_t hi) {
+GC_SCAN_NO_SANITIZE static inline void scan_words(uintptr_t lo, uintptr_t hi) {
     lo = (lo + 7) & ~(uintptr_t)7;
     /* Most words are not heap pointers: one subtract-and-compare against the heap's
      * bounds rejects them before any page-map lookup. */

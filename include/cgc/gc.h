@@ -124,6 +124,13 @@ void gc_scan_static_roots_with(void (*sink)(uintptr_t lo, uintptr_t hi));
 void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi);
 
 /* ---- marking (gc/mark.c) ----------------------------------------------------------------- */
+/* The conservative scanner reads every word of other threads' stacks, module data/bss and
+ * objects, including what a sanitizer treats as off limits: ASan's redzones between stack
+ * variables and globals, and words other threads write at the same time (a deliberate racy
+ * read: a stale value only keeps an object alive longer). Sanitizer builds must not
+ * instrument that one loop (scan_words); it stays out of line there (a function with fewer
+ * sanitizers is not inlined into an instrumented one). No effect on normal builds. */
+#define GC_SCAN_NO_SANITIZE __attribute__((no_sanitize("address", "thread")))
 /* Conservatively scan [lo, hi) for pointers into the collected heap and shade them. Long
  * ranges are queued in chunks, unless gc_mark_direct (then scanned at once). */
 void gc_mark_range(uintptr_t lo, uintptr_t hi);

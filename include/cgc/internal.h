@@ -363,6 +363,16 @@ void alloc_report_error(const char *what, const void *p);
 /* Format helpers that never allocate. */
 size_t alloc_fmt(char *buf, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* fork() from a signal handler that interrupted this very thread inside cgc (holding a lock,
+ * or collecting): the prepare handlers would take a lock the thread already holds and
+ * deadlock. The first prepare handler to run detects it and sets alloc_tls_fork_skip
+ * (1: allocator handlers only, 2: collector handlers too); every handler then does nothing,
+ * the last one clears it. The child of such a fork may only call async-signal-safe
+ * functions (POSIX's rule for a fork from a signal handler): _exit or exec. A fork from a
+ * handler that interrupted code outside cgc is an ordinary fork. alloc_tls_fork_checked:
+ * the collector's prepare handler decided "ordinary" (its own no-stop region is not a sign
+ * of being inside cgc). */
+extern CGC_TLS unsigned char alloc_tls_fork_skip, alloc_tls_fork_checked;
 void alloc_fork_prepare(void);
 void alloc_fork_parent(void);
 void alloc_fork_child(void);
@@ -385,6 +395,12 @@ extern CGC_TLS volatile unsigned alloc_tls_stop_deferred;
 extern void (*alloc_deferred_stop_hook)(void);
 /* Set by the collector: give a recycled cache's collected spans back (thread exit). */
 extern void (*alloc_gc_cache_release_hook)(struct alloc_cache *c);
+/* Set by the collector: in a fork child, make the collector's span-list locks usable before
+ * alloc_fork_child hands the dead threads' collected spans back through the hook above. The
+ * forking thread holds those locks (the collector's prepare handler took them), and the
+ * collector's own child handler runs only after the allocator's: without this, the child
+ * deadlocks on a lock it holds itself (found by stress/hostile_fork.c). */
+extern void (*alloc_gc_fork_child_hook)(void);
 /* Set by the collector: fill the collected-heap part of cgc_stats. */
 extern void (*alloc_gc_stats_hook)(cgc_stats *st);
 /* Set by leak mode (gc/leak.c): fill the leak part of cgc_stats. */
