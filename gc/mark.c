@@ -585,6 +585,8 @@ void gc_mark_fork(int what) {
         pthread_cond_init(&pool_cv, NULL);
         n_helpers = 0;
         n_participants = 0;
+        drain_epoch = 0; /* new helpers start waiting for epoch 0 to change */
+        pool_full = NULL; /* (nothing is marking: the cycle was waited out) */
         atomic_store_explicit(&n_waiting, 0, memory_order_relaxed);
     }
 }

@@ -152,7 +152,10 @@ static void scan_thread(gc_thread *t, uintptr_t sp) {
      * live values there when the signal hit. */
     uintptr_t lo = sp > t->stack_lo + 128 ? sp - 128 : t->stack_lo;
     gc_mark_range(lo, t->stack_hi);
-    if (t->regs_from_jb) gc_mark_range((uintptr_t)&t->jb, (uintptr_t)&t->jb + sizeof t->jb);
+    if (t->regs_from_jb) {
+        gc_mark_range((uintptr_t)&t->jb, (uintptr_t)&t->jb + sizeof t->jb);
+        gc_mark_range((uintptr_t)t->spill, (uintptr_t)(t->spill + t->spill_n));
+    }
     else
         gc_mark_range((uintptr_t)&t->regs.uc_mcontext.gregs,
                       (uintptr_t)&t->regs.uc_mcontext.gregs + sizeof t->regs.uc_mcontext.gregs);
@@ -160,10 +163,12 @@ static void scan_thread(gc_thread *t, uintptr_t sp) {
 }
 
 __attribute__((noinline)) static void scan_self(gc_thread *t) {
-    jmp_buf jb; /* spills the callee-saved registers onto this stack */
+    __builtin_unwind_init(); /* every callee-saved register into this frame (not jb: it
+                                keeps rbp mangled) */
+    jmp_buf jb;
     memset(&jb, 0, sizeof jb); /* setjmp leaves its signal-mask area as it was: stale words */
     setjmp(jb);
-    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    uintptr_t sp = (uintptr_t)&jb; /* below the pushed registers: locals sit under them */
     gc_mark_range(sp, t->stack_hi);
     gc_mark_range((uintptr_t)&jb, (uintptr_t)&jb + sizeof jb);
     gc_mark_range(t->tls_lo, t->tls_hi);

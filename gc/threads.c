@@ -42,6 +42,16 @@ static void futex_wake_all(_Atomic uint32_t *addr) {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
+static inline __attribute__((always_inline)) uintptr_t current_sp(void) {
+    uintptr_t sp;
+#if defined(__x86_64__)
+    __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+#else
+    sp = (uintptr_t)__builtin_frame_address(0) - 1024; /* conservative: below this frame */
+#endif
+    return sp;
+}
+
 /* Park the calling thread until the world restarts. uc: the interrupted context (signal),
  * or NULL (deferred stop, safepoint): then the registers are spilled with setjmp here.
  * Saving the registers and the stack pointer happens before parked_epoch says "acknowledged"
@@ -58,10 +68,14 @@ static void park(gc_thread *t, ucontext_t *uc) {
         atomic_store_explicit(&t->sp, (uintptr_t)uc->uc_mcontext.gregs[REG_RSP] - 128,
                               memory_order_release);
     } else {
+        /* Parked here, so this frame stays: every callee-saved register is spilled into it
+         * (__builtin_unwind_init) and the scan starts at the stack pointer, below them. */
+        __builtin_unwind_init();
         memset(&t->jb, 0, sizeof t->jb);
         setjmp(t->jb);
         t->regs_from_jb = 1;
-        atomic_store_explicit(&t->sp, (uintptr_t)__builtin_frame_address(0), memory_order_release);
+        t->spill_n = 0;
+        atomic_store_explicit(&t->sp, current_sp(), memory_order_release);
     }
     atomic_store_explicit(&t->stopped, 1, memory_order_release);
     atomic_store_explicit(&t->parked_epoch, e, memory_order_seq_cst);
@@ -264,13 +278,24 @@ gc_thread *gc_require_self(const char *what) {
     plat_abort();
 }
 
-void cgc_blocking_enter(void) {
+CGC_NOINLINE void cgc_blocking_enter(void) {
+    /* The caller's callee-saved registers are pushed in this frame (__builtin_unwind_init),
+     * which is gone once we return: copy it, and scan the caller's frames in place. */
+    __builtin_unwind_init();
     gc_thread *t = gc_self;
     if (t == NULL) return;
     memset(&t->jb, 0, sizeof t->jb);
     setjmp(t->jb);
+    uintptr_t sp = current_sp(), top = (uintptr_t)__builtin_frame_address(0) + 16;
+    size_t n = top > sp ? top - sp : 0;
+    if (n > sizeof t->spill) { /* keep the part next to the caller: the pushes are there */
+        sp = top - sizeof t->spill;
+        n = sizeof t->spill;
+    }
+    memcpy(t->spill, (const void *)sp, n);
+    t->spill_n = (unsigned)(n / sizeof(uintptr_t));
     t->regs_from_jb = 1;
-    atomic_store_explicit(&t->sp, (uintptr_t)__builtin_frame_address(0), memory_order_release);
+    atomic_store_explicit(&t->sp, top, memory_order_release);
     atomic_store_explicit(&t->state, GC_BLOCKING, memory_order_seq_cst);
     if (stop_owed(t)) sem_post(&ack_sem); /* a stop is waiting for us: it can hold us now */
 }

@@ -72,6 +72,11 @@ typedef struct gc_thread {
     ucontext_t regs;                /* registers saved by the handler */
     jmp_buf jb;                     /* registers saved at blocking_enter / a safepoint */
     int regs_from_jb;
+    /* blocking_enter's own frame, copied: with __builtin_unwind_init it holds every
+     * callee-saved register of the caller (setjmp's jmp_buf keeps rbp mangled, so a pointer
+     * only in rbp would be invisible in jb) */
+    unsigned spill_n;
+    uintptr_t spill[64];
     /* The write barrier's buffer (barrier/barrier.c): targets to shade, appended by the
      * thread in a no-stop region, emptied by the collector while the thread is stopped or by
      * the thread itself when full. */
