@@ -235,10 +235,20 @@ static bool cm_insert(uintptr_t base) {
 
 /* Out of line: keeps shade's frame small on the hot path. */
 static CGC_NOINLINE _Noreturn void checkmark_failed(uintptr_t base, size_t size) {
-    char buf[256];
+    char buf[320];
+    uintptr_t ref = cm_referrer_x ^ ALLOC_DISGUISE, rbase = 0;
+    size_t rsize = 0;
+    alloc_span *rs = NULL;
+    char where[120];
+    if (gc_find_object(ref, &rbase, &rsize, &rs))
+        alloc_fmt(where, sizeof where, "offset %zu of object %p (size %zu, %s)",
+                  (size_t)(ref - rbase), (void *)rbase, rsize,
+                  gc_is_marked(rbase) ? "marked" : "unmarked");
+    else
+        alloc_fmt(where, sizeof where, "a root");
     size_t n = alloc_fmt(buf, sizeof buf,
-        "cgc: checkmark: object %p (size %zu) is reachable from the word at %p but was not "
-        "marked\n", (void *)base, size, (void *)(cm_referrer_x ^ ALLOC_DISGUISE));
+        "cgc: checkmark: object %p (size %zu) is reachable from the word at %p (%s) but was "
+        "not marked\n", (void *)base, size, (void *)ref, where);
     plat_write_stderr(buf, n);
     plat_abort();
 }
