@@ -224,8 +224,8 @@ static void record_stop(uint64_t t_req, uint64_t t_stopped, uint64_t t_end) {
     __atomic_store_n(&stops, stops + 1, __ATOMIC_RELAXED);
     __atomic_store_n(&pause_total, pause_total + pause, __ATOMIC_RELAXED);
     if (pause > pause_max) __atomic_store_n(&pause_max, pause, __ATOMIC_RELAXED);
-    stop_wait_total += wait;
-    if (wait > stop_wait_max) stop_wait_max = wait;
+    __atomic_store_n(&stop_wait_total, stop_wait_total + wait, __ATOMIC_RELAXED);
+    if (wait > stop_wait_max) __atomic_store_n(&stop_wait_max, wait, __ATOMIC_RELAXED);
 }
 
 /* ---- the cycle -------------------------------------------------------------------------------- */
@@ -265,7 +265,7 @@ static void stopped_work(cycle_times *ct) {
     gc_final_unlock();
     if (gc_opt.checkmark) gc_checkmark();
     gc_roots_unlock();
-    live_after_mark = gc_marked_bytes + gc_mark_take_marked();
+    __atomic_store_n(&live_after_mark, gc_marked_bytes + gc_mark_take_marked(), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
     ct->heap_marked = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
     atomic_store_explicit(&gc_heap_bytes, live_after_mark, memory_order_relaxed);
     compute_goal();
@@ -451,7 +451,7 @@ static void stop2(term_ctx *tc) {
     /* The goal is set from what marking found reachable; objects born black during the
      * mark are in the heap (and count toward the next trigger) but not in that base, or a
      * long mark would inflate every following goal. */
-    live_after_mark = gc_marked_bytes + gc_mark_take_marked();
+    __atomic_store_n(&live_after_mark, gc_marked_bytes + gc_mark_take_marked(), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
     last_mark_alloc = black;
     last_mark_work = atomic_load_explicit(&mark_work_done, memory_order_relaxed) + 1;
     atomic_store_explicit(&gc_heap_bytes, live_after_mark + black, memory_order_relaxed);
@@ -568,7 +568,7 @@ static void run_cycle(bool forced) {
     }
     atomic_fetch_add_explicit(&worker_ns_total, ct.worker_ns, memory_order_relaxed);
     ct.assist_ns = atomic_load_explicit(&cycle_assist_ns, memory_order_relaxed);
-    if (ct.hold_max > hold_max) hold_max = ct.hold_max;
+    if (ct.hold_max > hold_max) __atomic_store_n(&hold_max, ct.hold_max, __ATOMIC_RELAXED);
     atomic_store_explicit(&cycles, trace_cycle_no, memory_order_release);
     if (gc_opt.trace) trace_line(&ct);
     /* ---- trace file (CGC_TRACE_FILE, gc/tracefile.c): the stops were recorded as they
@@ -829,9 +829,9 @@ static void fill_stats(cgc_stats *st) {
         st->gc_pauses_ns[i] = __atomic_load_n(&pauses[i], __ATOMIC_RELAXED);
     st->gc_finalizers_run = gc_finalizers_run();
     st->gc_stops = __atomic_load_n(&stops, __ATOMIC_RELAXED);
-    st->gc_stop_wait_total_ns = stop_wait_total;
-    st->gc_stop_wait_max_ns = stop_wait_max;
-    st->gc_hold_max_ns = hold_max;
+    st->gc_stop_wait_total_ns = __atomic_load_n(&stop_wait_total, __ATOMIC_RELAXED);
+    st->gc_stop_wait_max_ns = __atomic_load_n(&stop_wait_max, __ATOMIC_RELAXED);
+    st->gc_hold_max_ns = __atomic_load_n(&hold_max, __ATOMIC_RELAXED);
     st->gc_assist_ns = atomic_load_explicit(&assist_ns_total, memory_order_relaxed);
     st->gc_worker_ns = atomic_load_explicit(&worker_ns_total, memory_order_relaxed);
 }

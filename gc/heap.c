@@ -135,7 +135,6 @@ static bool sweep_large_one(void) {
 /* Sweep one unswept span of (kind, class), or return false if there is none. */
 static bool sweep_one(unsigned k, unsigned cls) {
     gc_central *ce = &centrals[k][cls];
-    if (ce->unswept.head == NULL) return false; /* racy peek; the lock decides */
     alloc_lock(&ce->lock);
     alloc_span *s = list_pop(&ce->unswept);
     if (s) atomic_fetch_add_explicit(&sweeps_active, 1, memory_order_acq_rel);
@@ -353,14 +352,17 @@ static inline uint32_t take_slot(alloc_span *s) {
 static alloc_span *new_span(unsigned kind, unsigned cls) {
     alloc_span *s = alloc_heap_alloc(alloc_classes[cls].npages, 1, false);
     if (s == NULL) return NULL;
-    alloc_span_set_class(s, cls, kind);
-    s->free = NULL;
-    s->gctype = NULL;
-    atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
+    /* Bits first, kind last: a concurrent marker that finds the span by a stale pointer
+     * must not read the previous life's bitmap as this one's. */
     for (unsigned w = 0; w < ALLOC_BITMAP_WORDS; w++) {
         atomic_store_explicit(&s->gcbits[w].alloc, 0, memory_order_relaxed);
         atomic_store_explicit(&s->gcbits[w].mark, 0, memory_order_relaxed);
     }
+    atomic_thread_fence(memory_order_release);
+    alloc_span_set_class(s, cls, kind);
+    s->free = NULL;
+    s->gctype = NULL;
+    atomic_store_explicit(&s->bump, 0, memory_order_relaxed);
     return s;
 }
 

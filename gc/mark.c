@@ -139,8 +139,12 @@ void gc_mark_reset_cache(void) { last_len = 0; }
 static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base, size_t *size,
                              alloc_span **span);
 
-/* For marking only (between gc_mark_reset_cache and the end of the stop). */
-static inline bool find_object_cached(uintptr_t p, uintptr_t *base, size_t *size,
+/* For marking only (between gc_mark_reset_cache and the end of the stop). Reads span
+ * metadata that an allocating thread may be setting up at the same moment (a span reused
+ * from the page heap): a deliberate racy read, validated by the kind and the alloc bit (new
+ * spans get their zeroed bitmap before their kind); exempt from the sanitizers like
+ * scan_words. */
+GC_SCAN_NO_SANITIZE static inline bool find_object_cached(uintptr_t p, uintptr_t *base, size_t *size,
                                       alloc_span **span) {
     alloc_span *s;
     if (p - (last_lo_x ^ ALLOC_DISGUISE) < last_len) {
@@ -160,8 +164,8 @@ static inline bool find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc
     return object_in(alloc_span_of((void *)p), p, base, size, span);
 }
 
-static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base, size_t *size,
-                             alloc_span **span) {
+GC_SCAN_NO_SANITIZE static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base,
+                                                 size_t *size, alloc_span **span) {
     if (s == NULL || s->kind < ALLOC_KIND_GC_SCAN) return false;
     uint8_t st = alloc_span_state(s);
     if (st == SPAN_SMALL) {
@@ -305,7 +309,7 @@ void gc_mark_range(uintptr_t lo, uintptr_t hi) {
     scan_words(lo, hi);
 }
 
-static void scan_elements(const cgc_type *t, uintptr_t elem, size_t count) {
+GC_SCAN_NO_SANITIZE static void scan_elements(const cgc_type *t, uintptr_t elem, size_t count) {
     for (size_t e = 0; e < count; e++, elem += t->size) {
         for (size_t w = 0; w < t->nwords; w++) {
             if (!((t->ptrmap[w / 64] >> (w % 64)) & 1)) continue;
@@ -318,7 +322,7 @@ static void scan_elements(const cgc_type *t, uintptr_t elem, size_t count) {
     }
 }
 
-static void scan_typed(uintptr_t base) {
+GC_SCAN_NO_SANITIZE static void scan_typed(uintptr_t base) {
     const gc_typed_header *h = (const gc_typed_header *)base;
     if (h->type == NULL) return; /* being initialised: nothing stored yet */
     scan_elements(h->type, base + GC_HEADER, h->count);
@@ -479,8 +483,6 @@ static bool pop_nowait(gc_work *out) {
         *out = b->e[--b->n];
         return true;
     }
-    if (atomic_load_explicit((_Atomic(gc_workbuf *) *)&pool_full, memory_order_relaxed) == NULL)
-        return false; /* racy peek; the lock decides */
     pthread_mutex_lock(&pool_lock);
     gc_workbuf *f = pool_full;
     if (f) {
@@ -501,9 +503,11 @@ static bool pop_nowait(gc_work *out) {
  * assists and other markers have something to take. */
 static void share_if_starved(void) {
     gc_workbuf *b = local_buf;
-    if (b == NULL || b->n < 8 ||
-        atomic_load_explicit((_Atomic(gc_workbuf *) *)&pool_full, memory_order_relaxed) != NULL)
-        return;
+    if (b == NULL || b->n < 8) return;
+    pthread_mutex_lock(&pool_lock);
+    bool starved = pool_full == NULL;
+    pthread_mutex_unlock(&pool_lock);
+    if (!starved) return;
     gc_workbuf *nb = buf_new();
     unsigned half = b->n / 2;
     memcpy(nb->e, b->e, half * sizeof(gc_work));
