@@ -850,7 +850,8 @@ static bool fork_mutex_mine(pthread_mutex_t *m) {
 
 static void gc_fork_prepare(void) {
     /* Inside cgc on this thread (see alloc_tls_fork_skip): take nothing, change nothing. */
-    if (alloc_tls_nostop > 0 || fork_mutex_mine(&gc_lock) || fork_mutex_mine(&gc_threads_lock)) {
+    if (alloc_tls_nostop > 0 || fork_mutex_mine(&gc_lock) || fork_mutex_mine(&gc_threads_lock) ||
+        fork_mutex_mine(&coord_lock)) {
         alloc_tls_fork_skip = 2;
         return;
     }
