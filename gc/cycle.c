@@ -343,8 +343,10 @@ static void stop1(cycle_times *ct) {
     atomic_store_explicit(&gc_marking, 1, memory_order_seq_cst);
     gc_barrier_set(true);
     atomic_store_explicit(&gc_alloc_mode, GC_ALLOC_BLACK, memory_order_seq_cst);
-    gc_start_world();
+    /* The stop ends when the restart is published: the woken threads may take the CPUs
+     * before this thread reads the clock again. */
     ct->s1_end = plat_now_ns();
+    gc_start_world();
     record_stop(ct->s1_req, ct->s1_stopped, ct->s1_end);
     /* Stacks: each thread alone, once (the hybrid barrier means never again). */
     for (gc_thread *t = gc_threads; t; t = t->next) hold_and(t, ct, true);
@@ -377,7 +379,8 @@ static void mark_until_idle(cycle_times *ct) {
         } else if (gc_mark_idle()) {
             break;
         } else {
-            sched_yield(); /* an assist holds the last work: it gives it back soon */
+            struct timespec ts = {0, 20000}; /* an assist holds the last work: it gives it */
+            nanosleep(&ts, NULL);            /* back within one slice */
             continue;
         }
         bool over = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) >=
@@ -427,8 +430,8 @@ static void stop2(term_ctx *tc) {
     if (!gc_mark_idle()) {
         if (ct->attempts < TERM_ATTEMPTS) {
             ct->attempts++;
-            gc_start_world();
             ct->s2_end = plat_now_ns();
+            gc_start_world();
             record_stop(ct->s2_req, ct->s2_stopped, ct->s2_end);
             tc->done = false;
             return;
@@ -460,8 +463,8 @@ static void stop2(term_ctx *tc) {
     atomic_store_explicit(&gc_marking, 0, memory_order_seq_cst);
     atomic_store_explicit(&gc_alloc_mode, 0, memory_order_seq_cst);
     gc_prepare_sweep();
-    gc_start_world();
     ct->s2_end = plat_now_ns();
+    gc_start_world();
     record_stop(ct->s2_req, ct->s2_stopped, ct->s2_end);
     tc->done = true;
 }
@@ -710,7 +713,9 @@ void gc_assist(uint64_t bytes) {
         alloc_nostop_leave();
         if (w == 0) {
             if (!over) break; /* no grey work right now: the debt is forgiven */
-            sched_yield();    /* the last work is in another marker's hands */
+            /* the last work is in another marker's hands: wait without taking its CPU */
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
             continue;
         }
         atomic_fetch_add_explicit(&mark_work_done, w, memory_order_relaxed);

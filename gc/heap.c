@@ -475,8 +475,7 @@ static CGC_NOINLINE void *alloc_slow(size_t n, unsigned kind) {
 void *gc_alloc_kind(size_t n, unsigned kind) {
     alloc_cache *c = alloc_tls_cache;
     if (CGC_LIKELY(gc_self != NULL && n - 1 < ALLOC_SMALL_MAX && alloc_cache_valid(c) &&
-                   gc_opt.heap_max == UINT64_MAX &&
-                   atomic_load_explicit(&gc_alloc_mode, memory_order_relaxed) == 0)) {
+                   gc_opt.heap_max == UINT64_MAX)) {
         unsigned cls = alloc_size_class(n);
         alloc_nostop_enter();
         alloc_span *s = c->gc_cur[kind - 1][cls];
@@ -485,6 +484,9 @@ void *gc_alloc_kind(size_t n, unsigned kind) {
             void *p = (void *)(s->start + (size_t)idx * s->elem_size);
             size_t bytes = s->elem_size;
             memset(p, 0, bytes);
+            if (CGC_UNLIKELY(atomic_load_explicit(&gc_alloc_mode, memory_order_relaxed)) &&
+                alloc_is_black())
+                born_black(s, idx);
             alloc_nostop_leave();
             charge(c, bytes);
             return p;
