@@ -47,6 +47,7 @@
  */
 #include "cgc/leak.h"
 #include "cgc/gc.h"
+#include "cgc/trace.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -935,6 +936,7 @@ static void stopped_work(cycle_ctx *c) {
     gc_stop_may_give_up = 1;
     gc_stop_world();
     gc_stop_may_give_up = 0;
+    uint64_t t_stopped = plat_now_ns();
     if (gc_stop_gave_up) {
         gc_stop_gave_up = 0;
         gc_start_world();
@@ -959,9 +961,18 @@ static void stopped_work(cycle_ctx *c) {
         for_each_malloc_span(sweep_span); /* clears every mark, also when giving up */
         if (mark_oom && !c->why) c->why = "out of memory for marking";
     }
+    uint64_t t_end = plat_now_ns();
     gc_start_world();
-    c->stopped_ns = plat_now_ns() - t0;
+    c->stopped_ns = t_end - t0;
     c->ok = c->why == NULL;
+    /* The trace file shows each leak check as a cycle with its one stop (issue #5's
+     * cgc-run --leaks ... --trace). */
+    if (trace_file_enabled()) {
+        static uint64_t checks;
+        checks++;
+        trace_stop(checks, "leak check", t0, t_stopped, t_end);
+        trace_cycle(checks, t0, t_end);
+    }
 }
 
 static int cycle_cb(struct dl_phdr_info *info, size_t size, void *arg) {
@@ -1031,6 +1042,7 @@ bool leak_run_cycle(const char *reason) {
         atomic_fetch_add_explicit(&st_freed_bytes, sum.lost_bytes, memory_order_relaxed);
     }
     if (gc_opt.trace) trace_line(&sum, freed);
+    if (trace_file_enabled()) trace_file_flush(); /* outside the stop */
     lost.n = 0;
     if (lost.cap > 65536) vec_free(&lost);
     if (mark_stack.cap > 65536) vec_free(&mark_stack);
