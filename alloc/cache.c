@@ -65,7 +65,7 @@ void alloc_cache_init(alloc_cache *c) {
 void alloc_span_set_class(alloc_span *s, unsigned cls, unsigned kind) {
     const alloc_class_info *ci = &alloc_classes[cls];
     s->sizeclass = (uint8_t)cls;
-    s->kind = (uint8_t)kind;
+    __atomic_store_n(&s->kind, (uint8_t)kind, __ATOMIC_RELEASE); /* a concurrent marker may look */
     s->elem_size = ci->size;
     s->divmul = ci->divmul;
     s->nelems = ci->nelems;

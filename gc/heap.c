@@ -411,7 +411,7 @@ static void *alloc_large_gc(size_t n, unsigned kind) {
     size_t npages = (n + ALLOC_PAGE_SIZE - 1) >> ALLOC_PAGE_SHIFT;
     alloc_span *s = alloc_heap_alloc(npages, 1, true);
     if (s == NULL) return NULL;
-    s->kind = (uint8_t)kind;
+    __atomic_store_n(&s->kind, (uint8_t)kind, __ATOMIC_RELEASE); /* a concurrent marker may look */
     s->elem_size = 0;
     atomic_store_explicit(&s->gcbits[0].mark, 0, memory_order_relaxed);
     if (!s->zeroed) memset((void *)s->start, 0, npages * ALLOC_PAGE_SIZE);

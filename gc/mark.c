@@ -139,6 +139,16 @@ void gc_mark_reset_cache(void) { last_len = 0; }
 static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base, size_t *size,
                              alloc_span **span);
 
+/* A span's kind, read by a marker while an allocating thread may be setting the span up
+ * (written with a release store once the span is published). */
+static inline uint8_t span_kind(const alloc_span *s) { return __atomic_load_n(&s->kind, __ATOMIC_ACQUIRE); }
+
+/* alloc_slot_index for the marker's lookup: the same arithmetic, exempt from the sanitizers
+ * like the lookup itself (the span may be being set up by an allocating thread). */
+GC_SCAN_NO_SANITIZE static inline uint32_t mark_slot_index(const alloc_span *s, uintptr_t p) {
+    return (uint32_t)(((uint64_t)(p - s->start) * s->divmul) >> 32);
+}
+
 /* For marking only (between gc_mark_reset_cache and the end of the stop). Reads span
  * metadata that an allocating thread may be setting up at the same moment (a span reused
  * from the page heap): a deliberate racy read, validated by the kind and the alloc bit (new
@@ -151,7 +161,7 @@ GC_SCAN_NO_SANITIZE static inline bool find_object_cached(uintptr_t p, uintptr_t
         s = last_span;
     } else {
         s = alloc_span_of((void *)p);
-        if (s && alloc_span_state(s) == SPAN_SMALL && s->kind >= ALLOC_KIND_GC_SCAN) {
+        if (s && alloc_span_state(s) == SPAN_SMALL && span_kind(s) >= ALLOC_KIND_GC_SCAN) {
             last_span = s;
             last_lo_x = s->start ^ ALLOC_DISGUISE;
             last_len = (uintptr_t)s->nelems * s->elem_size;
@@ -166,10 +176,10 @@ static inline bool find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc
 
 GC_SCAN_NO_SANITIZE static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base,
                                                  size_t *size, alloc_span **span) {
-    if (s == NULL || s->kind < ALLOC_KIND_GC_SCAN) return false;
+    if (s == NULL || span_kind(s) < ALLOC_KIND_GC_SCAN) return false;
     uint8_t st = alloc_span_state(s);
     if (st == SPAN_SMALL) {
-        uint32_t idx = alloc_slot_index(s, p);
+        uint32_t idx = mark_slot_index(s, p);
         if (idx >= s->nelems) return false;
         if (!((atomic_load_explicit(&s->gcbits[idx >> 6].alloc, memory_order_relaxed) >> (idx & 63)) & 1))
             return false;
@@ -191,7 +201,7 @@ bool gc_find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc_span **spa
 
 /* Set the mark bit of the object at (s, base); true if it was white. */
 static inline bool mark_object(alloc_span *s, uintptr_t base) {
-    unsigned idx = alloc_span_state(s) == SPAN_LARGE ? 0 : alloc_slot_index(s, base);
+    unsigned idx = alloc_span_state(s) == SPAN_LARGE ? 0 : mark_slot_index(s, base);
     uint64_t bit = (uint64_t)1 << (idx & 63);
     _Atomic uint64_t *w = &s->gcbits[idx >> 6].mark;
     if (atomic_load_explicit(w, memory_order_relaxed) & bit) return false;
@@ -270,8 +280,9 @@ static inline void shade_at(uintptr_t p, bool cached) {
         if (!mark_object(s, base)) return;
         local_marked += size;
     }
-    if (s->kind == ALLOC_KIND_GC_LEAF) return;
-    push(base, size, s->kind);
+    uint8_t kind = span_kind(s);
+    if (kind == ALLOC_KIND_GC_LEAF) return;
+    push(base, size, kind);
 }
 
 static inline void shade(uintptr_t p) { shade_at(p, true); }
