@@ -562,8 +562,12 @@ bool gc_mark_idle(void) {
 
 void gc_shade_many(const uintptr_t *v, unsigned n) {
     uintptr_t hlo = alloc_heap_lo(), span = alloc_heap_hi() - hlo;
+    /* Barrier entries come in runs from the same span (a subtree built in one go): the
+     * last-span cache saves most page-map lookups. Valid for this flush: collected spans
+     * are not freed while marking. */
+    last_len = 0;
     for (unsigned i = 0; i < n; i++)
-        if (v[i] - hlo < span) shade_at(v[i], false);
+        if (v[i] - hlo < span) shade_at(v[i], true);
     gc_mark_publish();
 }
 
