@@ -7,7 +7,8 @@
 set -u
 out=$(CGC_LEAKS=$3 CGC_LEAKS_INTERVAL=cycle CGC_STATS=1 LD_PRELOAD="$1" timeout 120 "$2" -t 8 -r 4 -o 50000 -c 2>&1)
 rc=$?
-fail() { echo "FAIL ($3): $*"; echo "$out" | tail -40; exit 1; }
+mode=$3
+fail() { echo "FAIL ($mode): $*"; echo "$out" | tail -40; exit 1; }
 [ $rc -eq 0 ] || fail "exit status $rc"
 echo "$out" | grep -q '^alloc_stress: ok' || fail "the driver did not finish ok"
 echo "$out" | grep -q '^cgc: leak 1 ' && fail "a block was reported lost"
