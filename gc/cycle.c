@@ -515,6 +515,7 @@ static void trace_line(const cycle_times *ct) {
     double gc_cpu = (double)(pause_total + atomic_load_explicit(&worker_ns_total, memory_order_relaxed) +
                              atomic_load_explicit(&assist_ns_total, memory_order_relaxed));
     double share = elapsed > 0 ? 100.0 * gc_cpu / elapsed : 0;
+    if (share > 100) share = 100; /* stops count whole; short runs can overshoot */
     double s1 = (double)(ct->s1_end - ct->s1_req) / ms;
     double s2 = gc_opt.stop_the_world ? 0 : (double)(ct->s2_end - ct->s2_req) / ms;
     double mark = gc_opt.stop_the_world ? 0 : (double)(ct->s2_req - ct->s1_end) / ms;
@@ -706,7 +707,7 @@ void gc_assist(uint64_t bytes) {
         }
     }
     if (debt <= 0 && !over) return;
-    uint64_t t0 = plat_now_ns();
+    uint64_t t0 = plat_now_ns(), slept = 0;
     while ((debt > 0 || over) && atomic_load_explicit(&gc_marking, memory_order_relaxed)) {
         alloc_nostop_enter();
         uint64_t w = gc_mark_some(debt > 0 && debt < (int64_t)SLICE ? (uint64_t)debt : SLICE);
@@ -715,13 +716,15 @@ void gc_assist(uint64_t bytes) {
             if (!over) break; /* no grey work right now: the debt is forgiven */
             /* the last work is in another marker's hands: wait without taking its CPU */
             struct timespec ts = {0, 50000};
+            uint64_t z = plat_now_ns();
             nanosleep(&ts, NULL);
+            slept += plat_now_ns() - z; /* waiting is not GC CPU */
             continue;
         }
         atomic_fetch_add_explicit(&mark_work_done, w, memory_order_relaxed);
         debt -= (int64_t)w;
     }
-    uint64_t t1 = plat_now_ns(), d = t1 - t0;
+    uint64_t t1 = plat_now_ns(), d = t1 - t0 - slept;
     if (trace_file_enabled()) trace_span(trace_cycle_no, "assist", "assist", t0, t1);
     atomic_fetch_add_explicit(&assist_ns_total, d, memory_order_relaxed);
     atomic_fetch_add_explicit(&cycle_assist_ns, d, memory_order_relaxed);

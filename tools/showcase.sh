@@ -8,6 +8,8 @@
 #  5. reading traces: a GC-heavy program run through cgc-run with a trace file, summarised by
 #     cgc-trace and drawn as an SVG, both left in out/.
 set -euo pipefail
+tmp_trace=$(mktemp)
+trap 'rm -f "$tmp_trace"' EXIT
 build=${1:-build}
 lib=$(cd "$build" && pwd)/libcgc.so
 [ -f "$lib" ] || { echo "showcase: $lib not built (run: make build)" >&2; exit 1; }
@@ -38,12 +40,16 @@ say "sqlite3 with cgc:  CGC_STATS=1 LD_PRELOAD=$lib sqlite3 :memory:"
 
 if [ -x "$build/perf/binarytrees-cgc" ]; then
   say "The collected heap: binary-trees (depth 16, 2 threads) on cgc_alloc, CGC_TRACE=1 (first lines)"
-  CGC_TRACE=1 "$build/perf/binarytrees-cgc" 16 2 2>&1 >/dev/null | head -6
-  echo "(each line: cycle, time, stopped share, stop phases, heap before->live, goal; see README 'The trace line')"
+  # The whole stream goes to a file first: `head` closing the pipe early would kill the
+  # program with SIGPIPE (and pipefail would stop the showcase).
+  CGC_TRACE=1 "$build/perf/binarytrees-cgc" 16 2 2>"$tmp_trace" >/dev/null
+  head -6 "$tmp_trace"
+  echo "(each line: cycle, time, GC CPU share, stop 1 + concurrent mark + stop 2, cpu split, heap at start->at mark end->live, goal, threads; see README 'The trace line')"
 fi
 if [ -x "$build/examples/embed" ]; then
   say "An embedding example (examples/embed.c): roots, threads, finalizers, weak handles"
-  "$build/examples/embed" | head -12
+  "$build/examples/embed" > "$tmp_trace"
+  head -12 "$tmp_trace"
 fi
 
 say "perf/compare --rounds 3 --scale 0.5: cgc beside the allocators people already preload (one run, ratios)"
