@@ -900,11 +900,12 @@ static bool blocks_stop_signal(gc_thread *t) {
 
 /* Before taking the registry: glibc blocks every signal in a thread for a moment while it
  * is created and while it exits (and an exiting thread may be waiting for the registry to
- * unregister), so a blocked signal is usually transient. Wait up to ~50 ms for it to pass;
+ * unregister), so a blocked signal is usually transient. Wait up to ~1 s for it to pass
+ * (on a loaded machine such a thread may wait that long for a core);
  * stopped_work checks again under the lock and gives up if it has not. */
 static void wait_for_blocked_signals(void) {
     pid_t tids[256];
-    for (int tries = 0; tries < 25; tries++) {
+    for (int tries = 0; tries < 500; tries++) {
         size_t n = 0;
         pthread_mutex_lock(&gc_threads_lock);
         for (gc_thread *t = gc_threads; t && n < 256; t = t->next)
