@@ -333,6 +333,9 @@ static void stop1(cycle_times *ct) {
     ct->nthreads = n;
     gc_marked_bytes = 0;
     gc_mark_take_marked();
+    /* This thread's last-span cache may name a span that the last sweep freed (and the
+     * page heap reused): the stack and root scans below go through it. */
+    gc_mark_reset_cache();
     uint64_t heap = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
     atomic_store_explicit(&mark_heap_start, heap, memory_order_relaxed);
     atomic_store_explicit(&mark_work_expected, live_after_mark + gc_roots_bytes_last + (1u << 20),
