@@ -364,11 +364,10 @@ static inline void scan_one(const gc_work *w) {
  * objects overlap instead of being paid one after another. */
 #define PREFETCH_DEPTH 8
 
-/* Another marker is idle: give it the older half of our buffer (the bottom of a depth-first
- * stack holds the biggest unexplored subgraphs). */
-static void maybe_share(void) {
+/* Give the older half of our buffer to the pool (the bottom of a depth-first stack holds
+ * the biggest unexplored subgraphs). */
+static void share_half(void) {
     gc_workbuf *b = local_buf;
-    if (b == NULL || b->n < 4 || atomic_load_explicit(&n_waiting, memory_order_relaxed) == 0) return;
     gc_workbuf *nb = buf_new();
     unsigned half = b->n / 2;
     memcpy(nb->e, b->e, half * sizeof(gc_work));
@@ -382,15 +381,37 @@ static void maybe_share(void) {
     pthread_mutex_unlock(&pool_lock);
 }
 
-static uint64_t drain_local(void) {
+/* When to share: stopped-world drain — another marker is idle; concurrent marking — the
+ * pool ran dry (assists and the worker then have something to take). */
+static void maybe_share(bool concurrent) {
+    gc_workbuf *b = local_buf;
+    if (b == NULL || b->n < (concurrent ? 8u : 4u)) return;
+    if (concurrent) {
+        pthread_mutex_lock(&pool_lock);
+        bool starved = pool_full == NULL;
+        pthread_mutex_unlock(&pool_lock);
+        if (!starved) return;
+    } else if (atomic_load_explicit(&n_waiting, memory_order_relaxed) == 0) {
+        return;
+    }
+    share_half();
+}
+
+static bool pop_nowait(gc_work *out);
+
+/* The scan loop of both drains. Objects taken from the work list wait in a small FIFO,
+ * prefetched, so the cache misses of several objects overlap. concurrent: take work
+ * without waiting (pop_nowait) and stop taking once `budget` bytes are scanned; else wait
+ * for work until every marker is idle (pop). */
+static uint64_t scan_loop(bool concurrent, uint64_t budget) {
     last_len = 0; /* spans may have changed since the last drain */
-    uint64_t scanned = 0;
+    uint64_t done = 0;
     unsigned since_share = 0;
     gc_work fifo[PREFETCH_DEPTH];
     unsigned head = 0, count = 0;
     for (;;) {
         gc_work w;
-        if (count < PREFETCH_DEPTH && pop(&w)) {
+        if (count < PREFETCH_DEPTH && done < budget && (concurrent ? pop_nowait(&w) : pop(&w))) {
             __builtin_prefetch((const void *)w.base);
             fifo[(head + count) % PREFETCH_DEPTH] = w;
             count++;
@@ -401,12 +422,17 @@ static uint64_t drain_local(void) {
         head = (head + 1) % PREFETCH_DEPTH;
         count--;
         scan_one(&w);
-        scanned += w.len;
+        done += concurrent ? w.len + 64 : w.len; /* concurrent: tiny objects count too */
         if (++since_share == 64) {
             since_share = 0;
-            maybe_share();
+            maybe_share(concurrent);
         }
     }
+    return done;
+}
+
+static uint64_t drain_local(void) {
+    uint64_t scanned = scan_loop(false, UINT64_MAX);
     atomic_fetch_add_explicit(&marked_total, local_marked, memory_order_relaxed);
     local_marked = 0;
     return scanned;
@@ -510,56 +536,11 @@ static bool pop_nowait(gc_work *out) {
     return true;
 }
 
-/* The pool ran dry while we hold work: give half of ours (the older, bigger subgraphs) so
- * assists and other markers have something to take. */
-static void share_if_starved(void) {
-    gc_workbuf *b = local_buf;
-    if (b == NULL || b->n < 8) return;
-    pthread_mutex_lock(&pool_lock);
-    bool starved = pool_full == NULL;
-    pthread_mutex_unlock(&pool_lock);
-    if (!starved) return;
-    gc_workbuf *nb = buf_new();
-    unsigned half = b->n / 2;
-    memcpy(nb->e, b->e, half * sizeof(gc_work));
-    nb->n = half;
-    memmove(b->e, b->e + half, (b->n - half) * sizeof(gc_work));
-    b->n -= half;
-    pthread_mutex_lock(&pool_lock);
-    nb->next = pool_full;
-    pool_full = nb;
-    pthread_mutex_unlock(&pool_lock);
-}
-
 uint64_t gc_mark_some(uint64_t budget) {
     /* Counted before any work is taken, uncounted after it is given back: gc_mark_idle can
      * never see an empty pool while work sits in a marker's hands. */
     atomic_fetch_add_explicit(&active_markers, 1, memory_order_seq_cst);
-    last_len = 0;
-    uint64_t done = 0;
-    unsigned since_share = 0;
-    /* The same prefetch FIFO as drain_local: cache misses of several objects overlap. */
-    gc_work fifo[PREFETCH_DEPTH];
-    unsigned head = 0, count = 0;
-    for (;;) {
-        gc_work w;
-        if (count < PREFETCH_DEPTH && done < budget && pop_nowait(&w)) {
-            __builtin_prefetch((const void *)w.base);
-            fifo[(head + count) % PREFETCH_DEPTH] = w;
-            count++;
-            continue;
-        }
-        if (count == 0) break;
-        w = fifo[head];
-        head = (head + 1) % PREFETCH_DEPTH;
-        count--;
-        scan_one(&w);
-        done += w.len + 64; /* + the cost of taking an object, so tiny ones count */
-        if (++since_share == 64) {
-            since_share = 0;
-            share_if_starved();
-        }
-    }
+    uint64_t done = scan_loop(true, budget);
     gc_mark_publish();
     atomic_fetch_sub_explicit(&active_markers, 1, memory_order_seq_cst);
     return done;
