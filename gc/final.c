@@ -83,9 +83,10 @@ void cgc_set_finalizer(void *obj, void (*fn)(void *obj, void *arg), void *arg) {
     alloc_unlock(&final_lock);
 }
 
-/* World stopped, roots marked: objects with finalizers that nothing reached move to the
- * ready queue and are marked (with everything they reach) so they survive this cycle. */
-void gc_process_finalizers(void) {
+/* [final_lock, world stopped] Entries whose object is unmarked move to the ready queue;
+ * mark_only: also set each such object's mark bit (the concurrent cycle, whose contents
+ * were marked from the start). */
+static void ready_unmarked(bool mark_only) {
     fin **pp = &final_table;
     while (*pp) {
         fin *f = *pp;
@@ -96,7 +97,14 @@ void gc_process_finalizers(void) {
         *pp = f->next;
         f->next = final_ready;
         final_ready = f;
+        if (mark_only) gc_mark_only(f->obj);
     }
+}
+
+/* World stopped, roots marked: objects with finalizers that nothing reached move to the
+ * ready queue and are marked (with everything they reach) so they survive this cycle. */
+void gc_process_finalizers(void) {
+    ready_unmarked(false);
     gc_scan_finalizer_roots();
     gc_drain();
 }
@@ -115,20 +123,7 @@ void gc_final_mark_roots(void) {
 
 /* Concurrent cycle, mark termination [final_lock, world stopped]: unmarked registered
  * objects become ready and are marked (their contents were marked from the start). */
-void gc_final_terminate(void) {
-    fin **pp = &final_table;
-    while (*pp) {
-        fin *f = *pp;
-        if (gc_is_marked(f->obj)) {
-            pp = &f->next;
-            continue;
-        }
-        *pp = f->next;
-        f->next = final_ready;
-        final_ready = f;
-        gc_mark_only(f->obj);
-    }
-}
+void gc_final_terminate(void) { ready_unmarked(true); }
 
 int cgc_run_finalizers(void) {
     gc_ensure_init();
