@@ -310,12 +310,6 @@ static inline bool alloc_is_black(void) {
            gc_self && atomic_load_explicit(&gc_self->alloc_black, memory_order_relaxed);
 }
 
-/* The slow paths' safe point: a stop that must not land inside a barrier store (the one
- * that turns it on) waits for us here. */
-static inline void alloc_safepoint(void) {
-    if (CGC_UNLIKELY(atomic_load_explicit(&gc_alloc_mode, memory_order_relaxed) & GC_ALLOC_STOP))
-        cgc_safepoint();
-}
 
 /* Add an allocation's bytes to the pacer, in 64 KiB batches per thread (gc_account may run
  * a collection: the caller's new object is on its stack, so it survives). */
@@ -425,7 +419,6 @@ static void *alloc_large_gc(size_t n, unsigned kind) {
 static CGC_NOINLINE void *alloc_slow(size_t n, unsigned kind) {
     gc_ensure_init();
     gc_require_self("allocated from the collected heap");
-    alloc_safepoint();
     if (n == 0) n = 1;
     if (n > ((size_t)1 << ALLOC_ADDR_BITS)) {
         errno = ENOMEM;
@@ -563,7 +556,6 @@ void *gc_alloc_typed1(const cgc_type *t) {
         errno = ENOMEM;
         return NULL;
     }
-    alloc_safepoint();
     unsigned cls = alloc_size_class(n);
     unsigned k = ALLOC_KIND_GC_TYPED1 - 1;
     alloc_nostop_enter();

@@ -389,10 +389,6 @@ void gc_start_world(void) {
     futex_wake_all(&gc_epoch);
 }
 
-bool gc_stop_pending(void) {
-    gc_thread *t = gc_self;
-    return t && stop_owed(t);
-}
 
 void gc_threads_init(void) {
     sem_init(&ack_sem, 0, 0);

@@ -100,8 +100,6 @@ uint64_t gc_stop_world(void);
 /* Stop one registered thread (not the caller); gc_start_world releases it. */
 uint64_t gc_hold_thread(gc_thread *t);
 void gc_start_world(void);
-/* The calling thread owes a pending stop an acknowledgement (call cgc_safepoint). */
-bool gc_stop_pending(void);
 /* Leak mode: with gc_stop_may_give_up set, a stop still waiting for a thread after 5 s
  * returns early with gc_stop_gave_up set (the caller restarts the world and gives up). */
 extern int gc_stop_may_give_up, gc_stop_gave_up;
@@ -202,7 +200,7 @@ void gc_heap_init(void);
 const char *gc_heap_check(void);
 
 /* Allocation mode, read by the allocation fast path: any bit set sends it to the slow path. */
-enum { GC_ALLOC_BLACK = 1, GC_ALLOC_STOP = 2 };
+enum { GC_ALLOC_BLACK = 1 };
 extern _Atomic unsigned gc_alloc_mode;
 
 /* ---- the barrier (barrier/barrier.c) ------------------------------------------------------ */
