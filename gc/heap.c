@@ -241,11 +241,13 @@ void gc_heap_fork(int what) {
 void gc_prepare_sweep(void) {
     atomic_store_explicit(&gc_freed_objects_last, 0, memory_order_relaxed);
     atomic_store_explicit(&gc_freed_bytes_last, 0, memory_order_relaxed);
-    /* Every cache gives its current spans back (their threads are stopped outside any
-     * collected allocation, or are not registered and never allocate collected memory). */
-    alloc_lock(&alloc_cache_registry_lock);
-    for (alloc_cache *c = alloc_cache_registry; c; c = c->reg_next) give_back(c, true);
-    alloc_unlock(&alloc_cache_registry_lock);
+    /* The background sweeper is never stopped: it takes a span as soon as one is on an
+     * unswept list, sweeps it (the marks are final now, so that is right) and files it as
+     * partial or full. So the central lists go first and the caches' spans after: were a
+     * cache's span given back first, the sweeper could sweep and file it before the splice
+     * below put it on the unswept list a second time — and its second sweep, seeing the
+     * marks the first one cleared, would free every object in it (found by the fuzzer:
+     * objects allocated just before a cgc_collect lost with their whole span). */
     for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
         for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++) {
             gc_central *ce = &centrals[k][cls];
@@ -255,6 +257,11 @@ void gc_prepare_sweep(void) {
             alloc_unlock(&ce->lock);
         }
     }
+    /* Every cache gives its current spans back (their threads are stopped outside any
+     * collected allocation, or are not registered and never allocate collected memory). */
+    alloc_lock(&alloc_cache_registry_lock);
+    for (alloc_cache *c = alloc_cache_registry; c; c = c->reg_next) give_back(c, true);
+    alloc_unlock(&alloc_cache_registry_lock);
     alloc_lock(&large_lock);
     list_splice(&large_unswept, &large_live);
     alloc_unlock(&large_lock);

@@ -285,6 +285,35 @@ FUZZ_HOT static int slot_of(const gobj *o, size_t w) {
     return -1;
 }
 
+/* A collected object differs from its model: say what it is and what its span looks like
+ * now (clobbered: swept as unreachable; zero: reused), then fail. */
+static void g_fail(const gobj *o, const char *what, size_t off, uint64_t got, uint64_t want)
+    __attribute__((noreturn, noinline));
+static void g_fail(const gobj *o, const char *what, size_t off, uint64_t got, uint64_t want) {
+    static const char *const kinds[] = {"scan", "leaf", "typed", "array"};
+    const void *p = (const void *)(o->px ^ MASK);
+    alloc_span *s = alloc_span_of(p);
+    fprintf(stderr, "fuzz_api: %s object %p, %zu bytes, model index %d: word at offset %zu is "
+            "%#llx, want %#llx\n", kinds[o->kind & 3], p, o->n, (int)(o - go), off,
+            (unsigned long long)got, (unsigned long long)want);
+    if (s)
+        fprintf(stderr, "fuzz_api: its span %p: start %#lx, %zu pages, state %u, kind %u, "
+                "elem_size %zu, nelems %u\n", (void *)s, (unsigned long)s->start,
+                (size_t)s->npages, (unsigned)alloc_span_state(s), (unsigned)s->kind,
+                (size_t)s->elem_size, (unsigned)s->nelems);
+    for (int i = 0; i < NOBJ; i++)
+        for (int k = 0; k < go[i].nslots; k++)
+            if (go[i].px && go[i].target[k] == (int)(o - go))
+                fprintf(stderr, "fuzz_api: referred to by model object %d slot word %u\n", i,
+                        (unsigned)go[i].slot_word[k]);
+    for (int a = 0; a < NARRAYS; a++)
+        for (int r = 0; r < ROOTS_PER; r++)
+            if (root_reg[a] && root_idx[a][r] == (int)(o - go))
+                fprintf(stderr, "fuzz_api: referred to by root array %d slot %d (holds %p)\n", a,
+                        r, root_arr[a][r]);
+    fail(what, p, off);
+}
+
 FUZZ_HOT static void g_check(const gobj *o, const char *what) {
     const unsigned char *p = gptr(o);
     for (size_t w = 0; w * 8 < o->n; w++) {
@@ -298,7 +327,7 @@ FUZZ_HOT static void g_check(const gobj *o, const char *what) {
         }
         if (len == 8) memcpy(&got, p + 8 * w, 8);
         else for (size_t b = 0; b < len; b++) got |= (uint64_t)p[8 * w + b] << (8 * b);
-        if (((got ^ want) << (8 * (8 - len))) != 0) fail(what, p, 8 * w);
+        if (((got ^ want) << (8 * (8 - len))) != 0) g_fail(o, what, 8 * w, got, want);
     }
 }
 
