@@ -664,8 +664,17 @@ void cgc_collect(void) {
 static void triggered(void) {
     if (!gc_opt.stop_the_world) {
         alloc_lock(&coord_lock);
+        /* Check the heap against the trigger again, now: the caller's sum may predate the
+         * stop that ended the last mark (it lowered the heap to what survived and moved the
+         * trigger), and starting a cycle on it wastes a whole mark of an unchanged heap
+         * (seen on binary-trees: every other cycle began at live + a few MB). And no cycle
+         * may be running at all: one that is still finishing the last sweep has not set
+         * gc_marking yet, and a request now would run a second cycle right after it. */
         if (!atomic_load_explicit(&gc_marking, memory_order_relaxed) &&
-            cycles_requested <= cycles_started)
+            cycles_requested <= cycles_started &&
+            atomic_load_explicit(&cycles, memory_order_acquire) >= cycles_started &&
+            atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) >=
+                atomic_load_explicit(&gc_trigger, memory_order_relaxed))
             request_cycle(false);
         alloc_unlock(&coord_lock);
         return;
