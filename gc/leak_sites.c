@@ -201,6 +201,44 @@ static bool take_sample(void) {
     return x % leak_sample_every == 0;
 }
 
+/* How many of cgc's own frames sit on top of a captured stack: leak_site_capture and the
+ * leak_* entry point (malloc and friends tail-call it). The walk asks for exactly this many
+ * plus LEAK_MAX_FRAMES: each frame walked costs, and the old fixed slack of 6 walked frames
+ * that were then dropped. A path with more of our frames (an entry point the compiler did
+ * not tail-call) raises it, once, and walks again, so no site is cut short. Relaxed: a stale
+ * value only costs that re-walk. */
+#define OWN_FRAMES_MAX 8
+static _Atomic unsigned own_frames = 2;
+
+int leak_stacks_verify;
+static _Atomic uint64_t verify_compared, verify_differed, verify_fallback;
+static _Atomic int verify_shown;
+
+/* The kept frames of a walk: ours (on top, and the thread-start wrapper at the bottom) say
+ * nothing. *top: how many of ours were on top. */
+static unsigned keep_frames(const uintptr_t *raw, int got, uintptr_t *f, int *top) {
+    int t = 0;
+    while (t < got && raw[t] >= self_lo && raw[t] < self_hi) t++;
+    *top = t;
+    unsigned n = 0;
+    for (int i = t; i < got && n < LEAK_MAX_FRAMES; i++)
+        if (raw[i] < self_lo || raw[i] >= self_hi) f[n++] = raw[i];
+    return n;
+}
+
+static CGC_NOINLINE void verify_show(const uintptr_t *a, unsigned na, const uintptr_t *b, unsigned nb) {
+    int expect = 0;
+    if (!atomic_compare_exchange_strong_explicit(&verify_shown, &expect, 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    char buf[1200];
+    size_t len = alloc_fmt(buf, sizeof buf, "cgc: leaks: stack check: first difference (walker %u frames, libunwind %u):\n", na, nb);
+    for (unsigned i = 0; i < na || i < nb; i++)
+        len += alloc_fmt(buf + len, sizeof buf - len, "    #%u 0x%lx 0x%lx\n", i,
+                         (unsigned long)(i < na ? a[i] : 0), (unsigned long)(i < nb ? b[i] : 0));
+    plat_write_stderr(buf, len);
+}
+
 uint32_t leak_site_capture(void *ra) {
     if (in_capture) return 0;
     uintptr_t f[LEAK_MAX_FRAMES];
@@ -208,19 +246,53 @@ uint32_t leak_site_capture(void *ra) {
         f[0] = (uintptr_t)ra;
         return intern(f, 1, 0);
     }
+    uintptr_t raw[LEAK_MAX_FRAMES + OWN_FRAMES_MAX];
+    int got, top;
+    unsigned n;
     in_capture = 1;
-    void *raw[LEAK_MAX_FRAMES + 6];
-    int got = unw_backtrace(raw, LEAK_MAX_FRAMES + 6);
+    for (;;) {
+        unsigned own = atomic_load_explicit(&own_frames, memory_order_relaxed);
+        int want = LEAK_MAX_FRAMES + (int)own;
+        bool fast = (got = leak_walk(raw, want)) >= 0;
+        if (!fast) got = unw_backtrace((void **)raw, want);
+        n = keep_frames(raw, got, f, &top);
+        if (got == want && top > (int)own && top <= OWN_FRAMES_MAX) {
+            atomic_store_explicit(&own_frames, (unsigned)top, memory_order_relaxed);
+            continue;
+        }
+        if (leak_stacks_verify) {
+            if (!fast) {
+                atomic_fetch_add_explicit(&verify_fallback, 1, memory_order_relaxed);
+            } else {
+                uintptr_t raw2[LEAK_MAX_FRAMES + OWN_FRAMES_MAX], f2[LEAK_MAX_FRAMES];
+                int top2, got2 = unw_backtrace((void **)raw2, want);
+                unsigned n2 = keep_frames(raw2, got2, f2, &top2);
+                atomic_fetch_add_explicit(&verify_compared, 1, memory_order_relaxed);
+                if (n2 != n || memcmp(f, f2, n * sizeof *f) != 0) {
+                    atomic_fetch_add_explicit(&verify_differed, 1, memory_order_relaxed);
+                    verify_show(f, n, f2, n2);
+                }
+            }
+        }
+        break;
+    }
     in_capture = 0;
-    unsigned n = 0;
-    /* Our frames (the malloc entry, leak mode, the thread-start wrapper) say nothing. */
-    for (int i = 0; i < got && n < LEAK_MAX_FRAMES; i++)
-        if ((uintptr_t)raw[i] < self_lo || (uintptr_t)raw[i] >= self_hi) f[n++] = (uintptr_t)raw[i];
     if (n == 0) {
         f[0] = (uintptr_t)ra;
         return intern(f, 1, 0);
     }
     return intern(f, n, 1);
+}
+
+void leak_sites_verify_counts(uint64_t out[3]) {
+    out[0] = atomic_load_explicit(&verify_compared, memory_order_relaxed);
+    out[1] = atomic_load_explicit(&verify_differed, memory_order_relaxed);
+    out[2] = atomic_load_explicit(&verify_fallback, memory_order_relaxed);
+}
+
+void leak_sites_lock(bool take) {
+    if (take) alloc_lock(&sites_lock);
+    else alloc_unlock(&sites_lock);
 }
 
 const uintptr_t *leak_site_frames(uint32_t id, unsigned *n) {
