@@ -35,7 +35,7 @@
 #include <link.h>
 #include <string.h>
 
-#define RULES_CAP ((uint32_t)1 << 15) /* distinct return addresses; 24 B each, mapped lazily */
+#define RULES_CAP ((uint32_t)1 << 16) /* 24 B each, mapped lazily; half of it used at most */
 
 enum { RULE_STEP = 1, RULE_LAST = 2, RULE_NONE = 3 };
 #define RBP_SAME INT16_MIN /* rbp not saved by this frame: the caller's is the same */
@@ -50,7 +50,7 @@ typedef struct frame_rule {
 } frame_rule;
 
 static _Atomic(frame_rule *) rules; /* RULES_CAP entries, mapped at the first miss */
-static uint32_t nrules;              /* [sites_lock] */
+static _Atomic uint32_t nrules;      /* written under sites_lock */
 
 static inline uint32_t rule_slot(uintptr_t ip) {
     return (uint32_t)((ip * 0x9e3779b97f4a7c15ull) >> 40) & (RULES_CAP - 1);
@@ -382,6 +382,8 @@ static int find_cb(struct dl_phdr_info *info, size_t size, void *p) {
 static CGC_NOINLINE frame_rule *rule_get(uintptr_t ip) {
     frame_rule *r = rule_find(ip);
     if (r) return r;
+    /* A full table: libunwind, without first paying for a lookup that cannot be kept. */
+    if (atomic_load_explicit(&nrules, memory_order_relaxed) >= RULES_CAP / 2) return NULL;
     frame_rule tmp = {.kind = RULE_NONE};
     find_arg a = {.pc = ip - 1, .out = &tmp};
     dl_iterate_phdr(find_cb, &a); /* outside sites_lock: it takes the loader lock */
@@ -393,7 +395,7 @@ static CGC_NOINLINE frame_rule *rule_get(uintptr_t ip) {
     }
     r = t ? rule_find(ip) : NULL;
     /* Half full: no more rules (probes stay short); new addresses go to libunwind. */
-    if (r == NULL && t && nrules < RULES_CAP / 2) {
+    if (r == NULL && t && atomic_load_explicit(&nrules, memory_order_relaxed) < RULES_CAP / 2) {
         uint32_t i = rule_slot(ip);
         while (atomic_load_explicit(&t[i].ip, memory_order_relaxed)) i = (i + 1) & (RULES_CAP - 1);
         r = &t[i];
@@ -401,7 +403,8 @@ static CGC_NOINLINE frame_rule *rule_get(uintptr_t ip) {
         r->rbp_off = tmp.rbp_off;
         r->cfa_rbp = tmp.cfa_rbp;
         r->kind = tmp.kind;
-        nrules++;
+        atomic_store_explicit(&nrules, atomic_load_explicit(&nrules, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
         atomic_store_explicit(&r->ip, ip, memory_order_release); /* publishes the fields */
     }
     leak_sites_lock(false);
