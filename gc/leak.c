@@ -115,6 +115,7 @@ static void read_options(void) {
     if ((v = plat_getenv("CGC_LEAKS_STACKS")) != NULL && *v) {
         char *end;
         if (strcmp(v, "all") == 0) leak_sample_every = 1;
+        else if (strcmp(v, "verify") == 0) leak_sample_every = 1, leak_stacks_verify = 1;
         else if (strncmp(v, "sample:", 7) == 0 && strtoul(v + 7, &end, 10) >= 1 && *end == 0)
             leak_sample_every = (uint32_t)strtoul(v + 7, NULL, 10);
         else bad("CGC_LEAKS_STACKS", v);

@@ -220,10 +220,17 @@ static void write_json(out *o, leak_block *b, const group *g, size_t ng, const l
     out_printf(o, ",\"check\":%llu,\"reason\":", (unsigned long long)s->cycle);
     out_json_str(o, s->reason);
     out_printf(o, ",\"stacks\":\"%s\",\"freed\":%s,\"lost_bytes\":%llu,\"lost_blocks\":%llu,"
-                  "\"reachable_bytes\":%llu,\"reachable_blocks\":%llu,\"stopped_ms\":%.3f,\"sites\":[",
+                  "\"reachable_bytes\":%llu,\"reachable_blocks\":%llu,\"stopped_ms\":%.3f",
                stacks, s->collect ? "true" : "false", (unsigned long long)s->lost_bytes,
                (unsigned long long)s->lost_blocks, (unsigned long long)s->live_bytes,
                (unsigned long long)s->live_blocks, (double)s->stopped_ns / 1e6);
+    if (leak_stacks_verify) { /* the stack walker's check (tests/leaks) */
+        uint64_t v[3];
+        leak_sites_verify_counts(v);
+        out_printf(o, ",\"stack_check\":{\"compared\":%llu,\"differed\":%llu,\"libunwind\":%llu}",
+                   (unsigned long long)v[0], (unsigned long long)v[1], (unsigned long long)v[2]);
+    }
+    out_printf(o, ",\"sites\":[");
     char sym[512];
     for (size_t i = 0; i < ng; i++) {
         unsigned nf;

@@ -1,8 +1,9 @@
 /* gc/leak_sites.c — allocation sites for leak mode: where each block was allocated.
  *
  * A site is a call stack (up to LEAK_MAX_FRAMES return addresses, cgc's own frames
- * dropped), captured with libunwind's unw_backtrace when the block is allocated — on the
- * allocating thread, never in a signal handler (DESIGN §3.3) — and interned in a
+ * dropped), captured when the block is allocated — by gc/leak_walk.c's walker, or libunwind's
+ * unw_backtrace where it cannot; on the allocating thread, never in a signal handler
+ * (DESIGN §3.3) — and interned in a
  * deduplicated table, so a block carries only a 30-bit site id in its side-table word.
  * Symbols are looked up only when a report is written (dladdr; "module+offset" when the
  * module does not export the function).
@@ -12,15 +13,16 @@
  * their immediate caller, which costs no unwinding. A report marks those sites as such.
  *
  * The table: site records live in bump-allocated mapped chunks and are found through a
- * two-level directory (id -> record); an open-addressing hash (hash -> id) finds an existing
- * site without a lock. Insertion takes sites_lock (a no-stop lock: a thread is never stopped
+ * two-level directory (id -> record); an open-addressing hash (hash -> record) finds an
+ * existing site without a lock. Insertion takes sites_lock (a no-stop lock: a thread is never stopped
  * holding it), re-probes, appends, and publishes the slot with a release store; a full table
  * is replaced by one twice the size (old tables are never unmapped, so a reader holding one
  * stays safe and at worst misses and retries under the lock). Records hold code addresses,
  * never heap pointers, and sit in cgc's own mappings, which leak marking never scans.
  *
- * Recursion: libunwind may call malloc (rarely: its caches use mmap); a per-thread guard
- * makes such nested allocations record site 0 instead of unwinding again.
+ * Recursion: libunwind (or the loader, in dl_iterate_phdr) may call malloc (rarely: their
+ * caches use mmap); a per-thread guard makes such nested allocations record site 0 instead
+ * of unwinding again.
  */
 #include "cgc/leak.h"
 
@@ -42,14 +44,18 @@
 
 typedef struct site_rec {
     uint64_t hash;
+    uint32_t id;
     uint16_t n;
     uint8_t full;
     uintptr_t f[];
 } site_rec;
 
+/* Slots hold the records themselves, not ids: a lookup reads the slot and the record, not
+ * also the directory chunk between them (a cache miss per allocation with thousands of
+ * sites). */
 typedef struct site_table {
     uint32_t cap; /* power of two */
-    _Atomic uint32_t slot[];
+    _Atomic(site_rec *) slot[];
 } site_table;
 
 uint32_t leak_sample_every = 1;
@@ -90,9 +96,27 @@ bool leak_own_code(uintptr_t ip) {
     return ip >= self_lo && ip < self_hi;
 }
 
-static inline uint64_t mix(uint64_t h, uint64_t v) {
-    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-    return h * 0xff51afd7ed558ccdull;
+/* The hash of a stack, in four independent lanes so the multiplies overlap: one serial
+ * chain of 16 mixes was 8% of a full-stack run's time (perf, perf/leak-cost's workload).
+ * Each lane step, (lane ^ frame) * odd, is a bijection of the lane, so stacks differing in
+ * one frame never collide; murmur3's finaliser spreads the lanes' high bits down. */
+static inline uint64_t stack_hash(const uintptr_t *f, unsigned n, int full) {
+    const uint64_t k = 0xff51afd7ed558ccdull;
+    uint64_t a = n, b = (uint64_t)full + 0x9e3779b97f4a7c15ull, c = 0xc2b2ae3d27d4eb4full,
+             d = 0x165667b19e3779f9ull;
+    unsigned i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a = (a ^ f[i]) * k;
+        b = (b ^ f[i + 1]) * k;
+        c = (c ^ f[i + 2]) * k;
+        d = (d ^ f[i + 3]) * k;
+    }
+    for (; i < n; i++) a = (a ^ f[i]) * k;
+    uint64_t h = a ^ ((b << 16) | (b >> 48)) ^ ((c << 32) | (c >> 32)) ^ ((d << 48) | (d >> 16));
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
 }
 
 static site_rec *rec_of(uint32_t id) {
@@ -103,20 +127,18 @@ static site_rec *rec_of(uint32_t id) {
 static uint32_t probe(site_table *t, uint64_t h, const uintptr_t *f, unsigned n, int full,
                       uint32_t *free_slot) {
     for (uint32_t i = (uint32_t)h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
-        uint32_t id = atomic_load_explicit(&t->slot[i], memory_order_acquire);
-        if (id == 0) {
+        site_rec *r = atomic_load_explicit(&t->slot[i], memory_order_acquire);
+        if (r == NULL) {
             if (free_slot) *free_slot = i;
             return 0;
         }
-        site_rec *r = rec_of(id);
-        if (r && r->hash == h && r->n == n && r->full == full &&
-            memcmp(r->f, f, n * sizeof *f) == 0)
-            return id;
+        if (r->hash == h && r->n == n && r->full == full && memcmp(r->f, f, n * sizeof *f) == 0)
+            return r->id;
     }
 }
 
 static site_table *table_new(uint32_t cap) {
-    site_table *t = plat_map(sizeof(site_table) + cap * sizeof(uint32_t));
+    site_table *t = plat_map(sizeof(site_table) + cap * sizeof(site_rec *));
     if (t) t->cap = cap;
     return t;
 }
@@ -127,20 +149,18 @@ static site_table *maybe_grow(site_table *t, uint32_t count) {
     site_table *nt = table_new(t->cap * 2);
     if (nt == NULL) return t;
     for (uint32_t i = 0; i < t->cap; i++) {
-        uint32_t id = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
-        if (id == 0) continue;
-        site_rec *r = rec_of(id);
+        site_rec *r = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+        if (r == NULL) continue;
         uint32_t j = (uint32_t)r->hash & (nt->cap - 1);
         while (atomic_load_explicit(&nt->slot[j], memory_order_relaxed)) j = (j + 1) & (nt->cap - 1);
-        atomic_store_explicit(&nt->slot[j], id, memory_order_relaxed);
+        atomic_store_explicit(&nt->slot[j], r, memory_order_relaxed);
     }
     atomic_store_explicit(&table, nt, memory_order_release);
     return nt;
 }
 
 static uint32_t intern(const uintptr_t *f, unsigned n, int full) {
-    uint64_t h = (uint64_t)full;
-    for (unsigned i = 0; i < n; i++) h = mix(h, f[i]);
+    uint64_t h = stack_hash(f, n, full);
     site_table *t = atomic_load_explicit(&table, memory_order_acquire);
     if (t) {
         uint32_t id = probe(t, h, f, n, full, NULL);
@@ -176,12 +196,13 @@ static uint32_t intern(const uintptr_t *f, unsigned n, int full) {
     site_rec *r = (site_rec *)rec_cur;
     rec_cur += need;
     r->hash = h;
+    r->id = id;
     r->n = (uint16_t)n;
     r->full = (uint8_t)full;
     memcpy(r->f, f, n * sizeof *f);
     chunk[id & (DIR_CHUNK - 1)] = r;
     atomic_store_explicit(&nsites, id, memory_order_release);
-    atomic_store_explicit(&t->slot[slot], id, memory_order_release);
+    atomic_store_explicit(&t->slot[slot], r, memory_order_release);
     maybe_grow(t, id);
     alloc_unlock(&sites_lock);
     return id;
@@ -201,6 +222,44 @@ static bool take_sample(void) {
     return x % leak_sample_every == 0;
 }
 
+/* How many of cgc's own frames sit on top of a captured stack: leak_site_capture and the
+ * leak_* entry point (malloc and friends tail-call it). The walk asks for exactly this many
+ * plus LEAK_MAX_FRAMES: each frame walked costs, and the old fixed slack of 6 walked frames
+ * that were then dropped. A path with more of our frames (an entry point the compiler did
+ * not tail-call) raises it, once, and walks again, so no site is cut short. Relaxed: a stale
+ * value only costs that re-walk. */
+#define OWN_FRAMES_MAX 8
+static _Atomic unsigned own_frames = 2;
+
+int leak_stacks_verify;
+static _Atomic uint64_t verify_compared, verify_differed, verify_fallback;
+static _Atomic int verify_shown;
+
+/* The kept frames of a walk: ours (on top, and the thread-start wrapper at the bottom) say
+ * nothing. *top: how many of ours were on top. */
+static unsigned keep_frames(const uintptr_t *raw, int got, uintptr_t *f, int *top) {
+    int t = 0;
+    while (t < got && raw[t] >= self_lo && raw[t] < self_hi) t++;
+    *top = t;
+    unsigned n = 0;
+    for (int i = t; i < got && n < LEAK_MAX_FRAMES; i++)
+        if (raw[i] < self_lo || raw[i] >= self_hi) f[n++] = raw[i];
+    return n;
+}
+
+static CGC_NOINLINE void verify_show(const uintptr_t *a, unsigned na, const uintptr_t *b, unsigned nb) {
+    int expect = 0;
+    if (!atomic_compare_exchange_strong_explicit(&verify_shown, &expect, 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    char buf[1200];
+    size_t len = alloc_fmt(buf, sizeof buf, "cgc: leaks: stack check: first difference (walker %u frames, libunwind %u):\n", na, nb);
+    for (unsigned i = 0; i < na || i < nb; i++)
+        len += alloc_fmt(buf + len, sizeof buf - len, "    #%u 0x%lx 0x%lx\n", i,
+                         (unsigned long)(i < na ? a[i] : 0), (unsigned long)(i < nb ? b[i] : 0));
+    plat_write_stderr(buf, len);
+}
+
 uint32_t leak_site_capture(void *ra) {
     if (in_capture) return 0;
     uintptr_t f[LEAK_MAX_FRAMES];
@@ -208,19 +267,53 @@ uint32_t leak_site_capture(void *ra) {
         f[0] = (uintptr_t)ra;
         return intern(f, 1, 0);
     }
+    uintptr_t raw[LEAK_MAX_FRAMES + OWN_FRAMES_MAX];
+    int got, top;
+    unsigned n;
     in_capture = 1;
-    void *raw[LEAK_MAX_FRAMES + 6];
-    int got = unw_backtrace(raw, LEAK_MAX_FRAMES + 6);
+    for (;;) {
+        unsigned own = atomic_load_explicit(&own_frames, memory_order_relaxed);
+        int want = LEAK_MAX_FRAMES + (int)own;
+        bool fast = (got = leak_walk(raw, want)) >= 0;
+        if (!fast) got = unw_backtrace((void **)raw, want);
+        n = keep_frames(raw, got, f, &top);
+        if (got == want && top > (int)own && top <= OWN_FRAMES_MAX) {
+            atomic_store_explicit(&own_frames, (unsigned)top, memory_order_relaxed);
+            continue;
+        }
+        if (leak_stacks_verify) {
+            if (!fast) {
+                atomic_fetch_add_explicit(&verify_fallback, 1, memory_order_relaxed);
+            } else {
+                uintptr_t raw2[LEAK_MAX_FRAMES + OWN_FRAMES_MAX], f2[LEAK_MAX_FRAMES];
+                int top2, got2 = unw_backtrace((void **)raw2, want);
+                unsigned n2 = keep_frames(raw2, got2, f2, &top2);
+                atomic_fetch_add_explicit(&verify_compared, 1, memory_order_relaxed);
+                if (n2 != n || memcmp(f, f2, n * sizeof *f) != 0) {
+                    atomic_fetch_add_explicit(&verify_differed, 1, memory_order_relaxed);
+                    verify_show(f, n, f2, n2);
+                }
+            }
+        }
+        break;
+    }
     in_capture = 0;
-    unsigned n = 0;
-    /* Our frames (the malloc entry, leak mode, the thread-start wrapper) say nothing. */
-    for (int i = 0; i < got && n < LEAK_MAX_FRAMES; i++)
-        if ((uintptr_t)raw[i] < self_lo || (uintptr_t)raw[i] >= self_hi) f[n++] = (uintptr_t)raw[i];
     if (n == 0) {
         f[0] = (uintptr_t)ra;
         return intern(f, 1, 0);
     }
     return intern(f, n, 1);
+}
+
+void leak_sites_verify_counts(uint64_t out[3]) {
+    out[0] = atomic_load_explicit(&verify_compared, memory_order_relaxed);
+    out[1] = atomic_load_explicit(&verify_differed, memory_order_relaxed);
+    out[2] = atomic_load_explicit(&verify_fallback, memory_order_relaxed);
+}
+
+void leak_sites_lock(bool take) {
+    if (take) alloc_lock(&sites_lock);
+    else alloc_unlock(&sites_lock);
 }
 
 const uintptr_t *leak_site_frames(uint32_t id, unsigned *n) {

@@ -3,8 +3,10 @@
  *
  *   gc/leak.c        options, thread registration, the leak cycle (roots, marking, the walk
  *                    over every malloc block), reclaiming, statistics and the trace line
- *   gc/leak_sites.c  allocation sites: stacks captured with libunwind at allocation time,
- *                    deduplicated in a table outside the heap; symbolised at report time
+ *   gc/leak_sites.c  allocation sites: stacks captured at allocation time, deduplicated in
+ *                    a table outside the heap; symbolised at report time
+ *   gc/leak_walk.c   the stack walk (.eh_frame rules cached per return address; libunwind
+ *                    for what it does not handle)
  *   gc/leak_report.c the human-readable and the JSON report
  *
  * Per-block state lives in a side table per span (alloc_span.leak_side), one 64-bit word per
@@ -61,6 +63,14 @@ bool leak_run_cycle(const char *reason);
 /* Stack-capture policy (CGC_LEAKS_STACKS): sample_every 1 = every allocation ("all"),
  * N = one allocation in N gets a full stack, the rest their caller only. */
 extern uint32_t leak_sample_every;
+/* CGC_LEAKS_STACKS=verify: full stacks, each also taken with libunwind and compared; the
+ * counts go into the JSON report ("stack_check"), the first difference to stderr. For
+ * tests: not at exit on stderr, which some programs (coreutils) close before we are done. */
+extern int leak_stacks_verify;
+/* Stacks compared, differing, and left to libunwind (the walker could not take them). */
+void leak_sites_verify_counts(uint64_t out[3]);
+/* Take (true) or release sites_lock (gc/leak_walk.c inserts its rules under it). */
+void leak_sites_lock(bool take);
 /* Prepare capture (the library's text range, so our own frames are skipped). */
 void leak_sites_init(void);
 /* Is ip in cgc's own code? (valid after leak_sites_init) */
@@ -79,6 +89,11 @@ bool leak_frame_module(uintptr_t ip, const char **module, uintptr_t *offset);
 /* Number of distinct sites recorded. */
 uint32_t leak_sites_count(void);
 void leak_sites_fork(int what);
+
+/* ---- gc/leak_walk.c ---------------------------------------------------------------------- */
+/* The calling thread's return addresses, innermost first (out[0]: leak_walk's own), up to
+ * max; -1 when it cannot walk this stack the way libunwind would (use unw_backtrace). */
+int leak_walk(uintptr_t *out, int max);
 
 /* ---- gc/leak_report.c -------------------------------------------------------------------- */
 typedef struct leak_block {

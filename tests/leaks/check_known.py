@@ -30,7 +30,16 @@ with tempfile.TemporaryDirectory() as d:
 check(len(reports) == 1, f"{len(reports)} JSON reports")
 rep = reports[0]
 check(rep["reason"] == "exit", "reason " + rep["reason"])
-check(rep["stacks"] == stacks, "stacks " + rep["stacks"])
+# verify: full stacks (reported as "all"), each also taken with libunwind and compared.
+check(rep["stacks"] == ("all" if stacks == "verify" else stacks), "stacks " + rep["stacks"])
+if stacks == "verify":
+    sc = rep.get("stack_check")
+    check(sc is not None, "no stack_check in the JSON report")
+    if sc:
+        compared, differed, fallback = sc["compared"], sc["differed"], sc["libunwind"]
+        check(differed == 0, f"{differed} of {compared} stacks differ from libunwind's: {r.stderr[-1500:]}")
+        # Every thread here is registered and no frame is unusual: the walker takes them all.
+        check(compared > 0 and fallback == 0, f"{compared} stacks walked, {fallback} left to libunwind")
 check(rep["lost_blocks"] == len(lost), f"lost_blocks {rep['lost_blocks']} != {len(lost)}")
 check(rep["lost_bytes"] == sum(lost.values()), f"lost_bytes {rep['lost_bytes']}")
 check(len(rep["sites"]) == len(lost), f"{len(rep['sites'])} sites")
@@ -67,7 +76,7 @@ for e in entries:
         n = names[0]
         check(e.startswith(f"{lost[n]} bytes in 1 block,"), f"text entry for {n}: {e[:60]}")
         check(f"{found.get(n)} ({lost[n]})" in e, f"text entry for {n} lacks its block")
-if stacks == "all":
+if stacks in ("all", "verify"):
     check("caller only" not in text, "stacks=all but a site is caller-only")
 
 if failures:

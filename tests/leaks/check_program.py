@@ -2,7 +2,9 @@
 """check_program.py LIB NAME CMD [ARGS...] — run a real program once without cgc and once
 under LD_PRELOAD=LIB with CGC_LEAKS=report (CGC_LEAKS_STACKS from the environment, default
 all). Fails unless both exit 0 with the same stdout, every preloaded process completed its
-exit leak check (a JSON record each, none given up), and prints the leak summary."""
+exit leak check (a JSON record each, none given up), and prints the leak summary. With
+CGC_LEAKS_STACKS=verify, every process's report must also say that its stack walks all
+matched libunwind's (and, over all processes, that some were compared)."""
 import glob, json, os, subprocess, sys, tempfile
 
 lib, name, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -29,10 +31,21 @@ with tempfile.TemporaryDirectory() as d:
         failures.append("no process wrote a leak report")
     if any(r["reason"] != "exit" for r in reports):
         failures.append("a report other than at exit")
+    verified = compared = 0
+    if env["CGC_LEAKS_STACKS"] == "verify":
+        checks = [r["stack_check"] for r in reports if "stack_check" in r]
+        verified, compared = len(checks), sum(c["compared"] for c in checks)
+        if len(checks) != len(reports):
+            failures.append(f"{len(checks)} reports with a stack check, of {len(reports)}")
+        if any(c["differed"] for c in checks):
+            failures.append("stack walks differ from libunwind's: " + str(checks))
+        if compared == 0:
+            failures.append("no stack was compared")
 if failures:
     print(f"FAIL [{name}]:\n  " + "\n  ".join(failures))
     print(got.stderr[-4000:])
     sys.exit(1)
 lost = sum(r["lost_blocks"] for r in reports)
 print(f"ok [{name}]: {len(reports)} processes checked at exit, {lost} blocks reported lost "
-      f"in {sum(1 for r in reports if r['lost_blocks'])} of them, output unchanged")
+      f"in {sum(1 for r in reports if r['lost_blocks'])} of them, output unchanged"
+      + (f"; {compared} stacks in {verified} processes walked as libunwind does" if verified else ""))
