@@ -65,11 +65,15 @@ void alloc_cache_init(alloc_cache *c) {
 void alloc_span_set_class(alloc_span *s, unsigned cls, unsigned kind) {
     const alloc_class_info *ci = &alloc_classes[cls];
     s->sizeclass = (uint8_t)cls;
-    __atomic_store_n(&s->kind, (uint8_t)kind, __ATOMIC_RELEASE); /* a concurrent marker may look */
     s->elem_size = ci->size;
     s->divmul = ci->divmul;
     s->nelems = ci->nelems;
     s->used = 0;
+    /* The kind last, with release: a concurrent marker reads the fields above only after
+     * it loaded a collected kind (acquire, gc/mark.c object_in). Stored first, the marker
+     * could pair this life's kind with the last life's size and divisor (a TSan report in
+     * the marker's slot lookup). */
+    __atomic_store_n(&s->kind, (uint8_t)kind, __ATOMIC_RELEASE);
 }
 
 void alloc_span_init_small(alloc_span *s, unsigned cls, unsigned kind) {

@@ -313,7 +313,9 @@ alloc_span *alloc_heap_alloc(size_t npages, size_t align_pages, bool large) {
     /* A span struct keeps its kind through the free runs: one that last held a collected
      * object must not come back as a malloc block of a collected kind (free and
      * malloc_usable_size would reject it). Callers that want another kind set it. */
-    s->kind = ALLOC_KIND_MALLOC;
+    /* Atomic: a concurrent marker may read the kind of any span the page map names; it reads
+     * the state first (acquire, below is the release), so it sees this store or a later one. */
+    __atomic_store_n(&s->kind, (uint8_t)ALLOC_KIND_MALLOC, __ATOMIC_RELAXED);
     s->gctype = NULL;
     alloc_span_set_state(s, large ? SPAN_LARGE : SPAN_SMALL); /* small: the caller fills in the class */
     if (large) {

@@ -827,7 +827,9 @@ void *cgc_alloc_array(const cgc_type *elem, size_t count) {
     if (p == NULL) return NULL;
     gc_typed_header *h = (gc_typed_header *)p;
     h->count = count;
-    h->type = elem;
+    /* Release, after the count: a concurrent marker may scan the new array already (a stale
+     * pointer reached it), and reads the type with acquire, then the count. */
+    __atomic_store_n(&h->type, elem, __ATOMIC_RELEASE);
     return p + GC_HEADER;
 }
 

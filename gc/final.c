@@ -176,6 +176,13 @@ void gc_final_wake(void) {
     bool any = final_ready != NULL;
     alloc_unlock(&final_lock);
     if (!gc_opt.finalizer_thread || !any) return;
+    /* Blocking region: a registered caller may be stopped while it holds final_wait_lock,
+     * so another registered caller waiting for it must not need the stop signal to be
+     * counted as stopped. Without the sanitizer the signal interrupts the futex wait; under
+     * ThreadSanitizer it is held until pthread_mutex_lock returns, and the stop waited
+     * forever (gc_stress under TSan: one mutator parked holding the lock, another blocked
+     * on it). Nothing here touches the collected heap. */
+    cgc_blocking_enter();
     pthread_mutex_lock(&final_wait_lock);
     /* The finalizer thread runs user code on the collected heap: it is registered, so it
      * must take the stop signal. */
@@ -184,6 +191,7 @@ void gc_final_wake(void) {
     atomic_store_explicit(&final_pending, 1, memory_order_release);
     pthread_cond_signal(&final_cv);
     pthread_mutex_unlock(&final_wait_lock);
+    cgc_blocking_leave();
 }
 
 /* ---- weak handles ---------------------------------------------------------------------------- */

@@ -329,7 +329,23 @@ static inline void charge(alloc_cache *c, size_t bytes) {
     }
 }
 
-/* Next free slot of s from its free index, marked allocated; or UINT32_MAX. [owner] */
+/* Call right before alloc_nostop_leave with the new object. The leave may park the thread
+ * for a stop that arrived during the allocation, and the object may still be white (the
+ * thread's stack not yet scanned this cycle): that stack scan is its only chance to be
+ * marked, so its address must be in a register or the frame at that moment. Opaque to the
+ * compiler after this point, p cannot be recomputed from (span, index) after the stop, so
+ * it is kept live across the call. Without it, objects were freed while reachable:
+ * tests/test_hostile.c's foreign-signal test found a list node handed out twice, once the
+ * zeroing moved into take_slot and the compiler stopped keeping p across the leave. */
+#define GC_KEEP_LIVE(p) __asm__ volatile("" : "+r"(p))
+
+/* Next free slot of s from its free index, zeroed and marked allocated; or UINT32_MAX.
+ * [owner] The slot is zeroed before its alloc bit is set, and the bit is published with
+ * release: a concurrent marker that reaches the slot through a stale pointer counts it as
+ * an object once it sees the bit (loaded with acquire, gc/mark.c object_in), and must then
+ * read zeros, not the previous object's words. With the bit set first, a typed array's old
+ * header (CGC_CLOBBER's 0xdeadbeef...) sent scan_typed through a bogus type: the SEGV of
+ * gc_stress under TSan, possible natively too (a reused page's old contents). */
 static inline uint32_t take_slot(alloc_span *s) {
     uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
     while (fi < s->nelems) {
@@ -339,8 +355,9 @@ static inline uint32_t take_slot(alloc_span *s) {
         if (freebits) {
             uint32_t idx = (w << 6) + (uint32_t)__builtin_ctzll(freebits);
             if (idx >= s->nelems) break;
+            memset((void *)(s->start + (size_t)idx * s->elem_size), 0, s->elem_size);
             atomic_store_explicit(&s->gcbits[w].alloc, a | ((uint64_t)1 << (idx & 63)),
-                                  memory_order_relaxed);
+                                  memory_order_release);
             atomic_store_explicit(&s->bump, idx + 1, memory_order_relaxed);
             return idx;
         }
@@ -408,15 +425,20 @@ static alloc_span *refill(alloc_cache *c, unsigned kind, unsigned cls) {
     return s;
 }
 
-static void *alloc_large_gc(size_t n, unsigned kind) {
+/* gctype: TYPED1's type (Boehm kinds), set before the kind like everything else. */
+static void *alloc_large_gc(size_t n, unsigned kind, const cgc_type *gctype) {
     size_t npages = (n + ALLOC_PAGE_SIZE - 1) >> ALLOC_PAGE_SHIFT;
     alloc_span *s = alloc_heap_alloc(npages, 1, true);
     if (s == NULL) return NULL;
-    __atomic_store_n(&s->kind, (uint8_t)kind, __ATOMIC_RELEASE); /* a concurrent marker may look */
     s->elem_size = 0;
+    s->gctype = gctype;
     atomic_store_explicit(&s->gcbits[0].mark, 0, memory_order_relaxed);
     if (!s->zeroed) memset((void *)s->start, 0, npages * ALLOC_PAGE_SIZE);
     if (alloc_is_black()) atomic_store_explicit(&s->gcbits[0].mark, 1, memory_order_relaxed);
+    /* The kind last, with release: a concurrent marker that finds the span (a stale pointer
+     * into its pages) treats it as collected only once it loads this kind (acquire), and
+     * then sees zeroed memory and this life's fields, not the old contents of the pages. */
+    __atomic_store_n(&s->kind, (uint8_t)kind, __ATOMIC_RELEASE);
     alloc_lock(&large_lock);
     alloc_list_append(&large_live, s);
     alloc_unlock(&large_lock);
@@ -454,14 +476,12 @@ static CGC_NOINLINE void *alloc_slow(size_t n, unsigned kind) {
         }
         bytes = alloc_classes[cls].size;
         p = idx == UINT32_MAX ? NULL : (void *)(s->start + (size_t)idx * s->elem_size);
-        if (p) {
-            memset(p, 0, bytes);
-            if (alloc_is_black()) born_black(s, idx);
-        }
+        if (p && alloc_is_black()) born_black(s, idx); /* take_slot zeroed it */
     } else {
-        p = alloc_large_gc(n, kind);
+        p = alloc_large_gc(n, kind, NULL);
         bytes = (n + ALLOC_PAGE_SIZE - 1) & ~(ALLOC_PAGE_SIZE - 1);
     }
+    GC_KEEP_LIVE(p);
     alloc_nostop_leave();
     if (p == NULL) {
         errno = ENOMEM;
@@ -482,11 +502,11 @@ void *gc_alloc_kind(size_t n, unsigned kind) {
         uint32_t idx = take_slot(s);
         if (CGC_LIKELY(idx != UINT32_MAX)) {
             void *p = (void *)(s->start + (size_t)idx * s->elem_size);
-            size_t bytes = s->elem_size;
-            memset(p, 0, bytes);
+            size_t bytes = s->elem_size; /* zeroed by take_slot */
             if (CGC_UNLIKELY(atomic_load_explicit(&gc_alloc_mode, memory_order_relaxed)) &&
                 alloc_is_black())
                 born_black(s, idx);
+            GC_KEEP_LIVE(p);
             alloc_nostop_leave();
             charge(c, bytes);
             return p;
@@ -574,10 +594,8 @@ void *gc_alloc_typed1(const cgc_type *t) {
     }
     void *p = idx == UINT32_MAX ? NULL : (void *)(s->start + (size_t)idx * s->elem_size);
     size_t bytes = alloc_classes[cls].size;
-    if (p) {
-        memset(p, 0, bytes);
-        if (alloc_is_black()) born_black(s, idx);
-    }
+    if (p && alloc_is_black()) born_black(s, idx); /* take_slot zeroed it */
+    GC_KEEP_LIVE(p);
     alloc_nostop_leave();
     if (p == NULL) {
         errno = ENOMEM;
@@ -603,8 +621,8 @@ void *gc_alloc_large_typed1(const cgc_type *t, size_t n) {
         return NULL;
     }
     alloc_nostop_enter(); /* no cycle sees the span before it carries its type */
-    void *p = alloc_large_gc(n, ALLOC_KIND_GC_TYPED1);
-    if (p) alloc_span_of(p)->gctype = t;
+    void *p = alloc_large_gc(n, ALLOC_KIND_GC_TYPED1, t);
+    GC_KEEP_LIVE(p);
     alloc_nostop_leave();
     if (p == NULL) {
         errno = ENOMEM;
@@ -629,9 +647,7 @@ size_t gc_alloc_small_many(size_t n, unsigned kind, void **out, size_t max) {
     while (got < max) {
         uint32_t idx = take_slot(s);
         if (idx == UINT32_MAX) break;
-        void *p = (void *)(s->start + (size_t)idx * s->elem_size);
-        memset(p, 0, s->elem_size);
-        out[got++] = p;
+        out[got++] = (void *)(s->start + (size_t)idx * s->elem_size); /* zeroed */
         bytes += s->elem_size;
     }
     alloc_nostop_leave();

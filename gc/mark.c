@@ -143,18 +143,16 @@ static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base, size_t
  * (written with a release store once the span is published). */
 static inline uint8_t span_kind(const alloc_span *s) { return __atomic_load_n(&s->kind, __ATOMIC_ACQUIRE); }
 
-/* alloc_slot_index for the marker's lookup: the same arithmetic, exempt from the sanitizers
- * like the lookup itself (the span may be being set up by an allocating thread). */
-GC_SCAN_NO_SANITIZE static inline uint32_t mark_slot_index(const alloc_span *s, uintptr_t p) {
+/* alloc_slot_index for the marker's lookup (object_in: only after the kind was loaded). */
+static inline uint32_t mark_slot_index(const alloc_span *s, uintptr_t p) {
     return (uint32_t)(((uint64_t)(p - s->start) * s->divmul) >> 32);
 }
 
-/* For marking only (between gc_mark_reset_cache and the end of the stop). Reads span
- * metadata that an allocating thread may be setting up at the same moment (a span reused
- * from the page heap): a deliberate racy read, validated by the kind and the alloc bit (new
- * spans get their zeroed bitmap before their kind); exempt from the sanitizers like
- * scan_words. */
-GC_SCAN_NO_SANITIZE static inline bool find_object_cached(uintptr_t p, uintptr_t *base, size_t *size,
+/* For marking only (between gc_mark_reset_cache and the end of the stop). The span may be
+ * being set up by an allocating thread at the same moment (reused from the page heap): its
+ * size fields are read only after its state and then its kind were loaded with acquire,
+ * and the kind is published last (alloc_span_set_class, alloc_large_gc). */
+static inline bool find_object_cached(uintptr_t p, uintptr_t *base, size_t *size,
                                       alloc_span **span) {
     alloc_span *s;
     if (p - (last_lo_x ^ ALLOC_DISGUISE) < last_len) {
@@ -174,22 +172,29 @@ static inline bool find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc
     return object_in(alloc_span_of((void *)p), p, base, size, span);
 }
 
-GC_SCAN_NO_SANITIZE static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base,
-                                                 size_t *size, alloc_span **span) {
-    if (s == NULL || span_kind(s) < ALLOC_KIND_GC_SCAN) return false;
+/* The order of the loads matters, against a span being made from a free run at the same
+ * moment. The page heap sets the kind to malloc and then publishes the state (release);
+ * a collected span then gets its zeroed bitmap, its sizes and last its kind (release). So:
+ * state first (acquire), then kind (acquire): a collected kind read after a live state is
+ * this life's, and the sizes and bitmap read after it are this life's too. (Kind first, a
+ * stale collected kind from the free run's last life could pass with a new state.) The
+ * alloc bit is loaded with acquire: take_slot zeroes a slot before it sets the bit. */
+static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base, size_t *size,
+                             alloc_span **span) {
+    if (s == NULL) return false;
     uint8_t st = alloc_span_state(s);
+    if (st != SPAN_SMALL && st != SPAN_LARGE) return false;
+    if (span_kind(s) < ALLOC_KIND_GC_SCAN) return false;
     if (st == SPAN_SMALL) {
         uint32_t idx = mark_slot_index(s, p);
         if (idx >= s->nelems) return false;
-        if (!((atomic_load_explicit(&s->gcbits[idx >> 6].alloc, memory_order_relaxed) >> (idx & 63)) & 1))
+        if (!((atomic_load_explicit(&s->gcbits[idx >> 6].alloc, memory_order_acquire) >> (idx & 63)) & 1))
             return false;
         *base = s->start + (size_t)idx * s->elem_size;
         *size = s->elem_size;
-    } else if (st == SPAN_LARGE) {
+    } else {
         *base = s->start;
         *size = s->npages * ALLOC_PAGE_SIZE;
-    } else {
-        return false;
     }
     *span = s;
     return true;
@@ -335,8 +340,10 @@ GC_SCAN_NO_SANITIZE static void scan_elements(const cgc_type *t, uintptr_t elem,
 
 GC_SCAN_NO_SANITIZE static void scan_typed(uintptr_t base) {
     const gc_typed_header *h = (const gc_typed_header *)base;
-    if (h->type == NULL) return; /* being initialised: nothing stored yet */
-    scan_elements(h->type, base + GC_HEADER, h->count);
+    /* Acquire: cgc_alloc_array stores the count, then the type with release. */
+    const cgc_type *t = __atomic_load_n(&h->type, __ATOMIC_ACQUIRE);
+    if (t == NULL) return; /* being initialised: nothing stored yet */
+    scan_elements(t, base + GC_HEADER, h->count);
 }
 
 /* One object of a TYPED1 span: the type is the span's. */

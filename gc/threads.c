@@ -232,6 +232,12 @@ void cgc_thread_unregister(void) {
     if (t == NULL) return;
     /* Our cache's collected spans stay with the cache; the collector takes them back at the
      * next cycle whether or not we are registered. */
+    /* A blocking region while we wait: the collector holds gc_threads_lock from a stop to
+     * the restart, and must count us as stopped without the signal, which ThreadSanitizer
+     * holds back until pthread_mutex_lock returns (the stop then waited forever). Once we
+     * have the lock no stop is in progress and we leave the list, so the region is never
+     * left: the struct is reset when it is reused. */
+    cgc_blocking_enter();
     pthread_mutex_lock(&gc_threads_lock); /* waits out a cycle in progress */
     for (gc_thread **pp = &gc_threads; *pp; pp = &(*pp)->next) {
         if (*pp == t) {

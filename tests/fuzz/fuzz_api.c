@@ -71,9 +71,11 @@ static void fail(const char *what, const void *p, size_t off) {
 /* The pattern loops touch every byte of every block: compiled without coverage feedback
  * (coverage-ignore.txt: it would only count loop iterations; kept out of line so no copy
  * is inlined into an instrumented caller) and without ASan checks (cgc's heap is its own
- * mmap'd memory, which ASan does not track anyway), they cost a tenth as much. */
+ * mmap'd memory, which ASan does not track anyway), they cost a tenth as much. Nor UBSan's:
+ * its pointer-overflow check on every word is a check of this loop, not of cgc, and it
+ * kept the loops from being vectorised. */
 #if defined(__clang__)
-#define FUZZ_HOT __attribute__((noinline, no_sanitize("address")))
+#define FUZZ_HOT __attribute__((noinline, no_sanitize("address", "undefined")))
 #else
 #define FUZZ_HOT __attribute__((noinline))
 #endif
@@ -337,7 +339,10 @@ FUZZ_HOT static void g_fill(gobj *o) {
     for (size_t w = 0; w * 8 < o->n; w++) {
         if (slot_of(o, w) >= 0) continue;
         uint64_t v = pat(o->key, w);
-        memcpy(p + 8 * w, &v, o->n - 8 * w < 8 ? o->n - 8 * w : 8);
+        /* A constant-size copy for whole words: it compiles to one store, where a variable
+         * size went through ASan's memcpy interceptor (12% of fuzz_api's time). */
+        if (o->n - 8 * w >= 8) memcpy(p + 8 * w, &v, 8);
+        else for (size_t b = 0; b < o->n - 8 * w; b++) p[8 * w + b] = (unsigned char)(v >> (8 * b));
     }
 }
 
