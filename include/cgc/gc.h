@@ -254,8 +254,9 @@ extern void (*gc_bdw_scan_hook)(const cgc_type *t, uintptr_t base);
 /* gc/heap.c: a large object (n > ALLOC_SMALL_MAX) of kind TYPED1 whose span carries t (small
  * ones: gc_alloc_typed1 with t->size a size class). For Boehm kinds. */
 void *gc_alloc_large_typed1(const cgc_type *t, size_t n);
-/* gc/heap.c: up to max small objects (kind LEAF or SCAN) at once into out; returns how many
- * (0: take the ordinary path). For GC_generic_malloc_many. */
+/* gc/heap.c: up to max small objects (kind LEAF or SCAN) at once into out, refilling as
+ * needed; returns how many (0: take the ordinary path). For GC_generic_malloc_many; stop-the-
+ * world mode only (the objects are born white). */
 size_t gc_alloc_small_many(size_t n, unsigned kind, void **out, size_t max);
 
 #endif /* CGC_GC_H */
