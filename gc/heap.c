@@ -192,12 +192,22 @@ static void *sweeper_main(void *arg) {
         while (!sweeper_work) pthread_cond_wait(&sweeper_cv, &sweeper_lock);
         sweeper_work = 0;
         pthread_mutex_unlock(&sweeper_lock);
-        bool any = true;
+        /* One span per list per round, so every size class gets swept spans early; a list
+         * found empty is not tried again in this run (each try takes its lock: a few hundred
+         * lists, as many rounds as the longest list has spans). Only a cycle's
+         * gc_prepare_sweep adds unswept spans, and it wakes the sweeper again. */
+        bool empty[ALLOC_GC_KINDS][ALLOC_NCLASSES] = {{false}};
+        bool any = true, large = true;
         while (any) {
             any = false;
             for (unsigned k = 0; k < ALLOC_GC_KINDS; k++)
-                for (unsigned c = 1; c < ALLOC_NCLASSES; c++) any |= sweep_one(k, c);
-            any |= sweep_large_one();
+                for (unsigned c = 1; c < ALLOC_NCLASSES; c++) {
+                    if (empty[k][c]) continue;
+                    if (sweep_one(k, c)) any = true;
+                    else empty[k][c] = true;
+                }
+            if (large) large = sweep_large_one();
+            any |= large;
         }
     }
     return NULL;
