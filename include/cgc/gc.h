@@ -50,6 +50,7 @@ typedef struct gc_options {
     int barrier_debug;       /* CGC_DEBUG_BARRIER: 1 = no deletion half, 2 = no insertion
                                 half (only for the checkmark negative-control test) */
     uint64_t goal_min;       /* smallest pacer goal (0: the built-in 4 MiB); bdw: GC_INITIAL_HEAP_SIZE, GC_expand_hp */
+    int roots_percent;       /* bdw: growth for the root bytes in the goal, in %; < 0: gc_percent */
 } gc_options;
 extern gc_options gc_opt;
 void gc_read_options(void);
