@@ -5,7 +5,8 @@
  * its link word, starts an object (GC_base), is at least as large as asked (GC_size), and no
  * two live objects overlap — also after objects are freed (GC_free, collection) and their
  * slots handed out again between live ones, which is what a word-at-a-time allocation can get
- * wrong (a slot taken twice, a slot past the span's end, a reused slot not cleared).
+ * wrong (a slot taken twice, a slot past the span's end, a reused slot not cleared). Also
+ * GC_is_heap_ptr, which Guile calls on every set-car!/set-cdr!.
  * Prints "ok ..." and exits 0, or names the failed check and exits 1.
  */
 #include <stdint.h>
@@ -20,6 +21,8 @@ void GC_free(void *p);
 void *GC_base(void *p);
 size_t GC_size(const void *p);
 unsigned long GC_get_gc_no(void);
+int GC_is_heap_ptr(const void *p);
+void *GC_malloc_uncollectable(size_t n);
 
 #define MAXOBJ 200000
 /* Kept in bss, a root: the pointer-free kind's link word is not traced. */
@@ -46,6 +49,7 @@ static size_t take_batch(size_t n, int kind) {
         next = *(void **)p;
         if (GC_base(p) != p) fail("not the start of an object", n, p);
         if (GC_size(p) < n) fail("smaller than asked", n, p);
+        if (!GC_is_heap_ptr(p)) fail("GC_is_heap_ptr says not in the heap", n, p);
         for (size_t i = sizeof(void *); i < n; i++)
             if (((unsigned char *)p)[i] != 0) {
                 fail("not zeroed", n, p);
@@ -113,6 +117,15 @@ int main(void) {
         check_live("after a collection");
     }
     if (GC_get_gc_no() < 3) fail("no collection ran", 0, NULL);
+    /* GC_is_heap_ptr as the Boehm GC answers it: uncollectable objects are in the heap too;
+     * static, stack and malloc'd memory are not. */
+    void *u = GC_malloc_uncollectable(64), *m = malloc(64);
+    int local;
+    if (!GC_is_heap_ptr(u)) fail("GC_is_heap_ptr: an uncollectable object", 64, u);
+    if (GC_is_heap_ptr(m) || GC_is_heap_ptr(&local) || GC_is_heap_ptr(live))
+        fail("GC_is_heap_ptr: memory outside the heap", 0, m);
+    free(m);
+    GC_free(u);
     if (failed) return 1;
     printf("ok GC_generic_malloc_many: %zu objects in lists, %zu kept, %lu collections\n", total,
            nlive, GC_get_gc_no());
