@@ -77,7 +77,10 @@ static bool env_size(const char *name, uint64_t *out) {
  * Guile's data, bss and registered .go segments are ~1.1 MiB, which at 100% made every small
  * Guile heap 1.1 MiB larger than under the Boehm GC (weak tables: 1.2x its peak RSS). The
  * floor is 2 MiB (not cgc's 4 MiB), the heap Guile asks for at start-up (GC_expand_hp), unless
- * GC_INITIAL_HEAP_SIZE says otherwise. */
+ * GC_INITIAL_HEAP_SIZE says otherwise. And the goal never shrinks, as the Boehm GC's heap
+ * never does: a program whose live data swings (binary trees: 2 to 4 MiB) collects at its
+ * largest goal instead of at every low one — peak RSS is set by that largest goal anyway
+ * (trees: 355 cycles instead of 375, 3% less CPU). */
 #define BDW_GOAL_MIN ((uint64_t)2 << 20)
 static void set_divisor(GC_word d, bool live_too) {
     GC_free_space_divisor = d;
@@ -88,6 +91,7 @@ static void set_divisor(GC_word d, bool live_too) {
 static void read_boehm_env(void) {
     uint64_t u;
     gc_opt.goal_min = BDW_GOAL_MIN;
+    gc_opt.goal_keep = true;
     if (plat_getenv("CGC_GC_PERCENT") == NULL) { /* else cgc's own pacing, roots included */
         set_divisor(GC_free_space_divisor, false);
         if (env_size("GC_FREE_SPACE_DIVISOR", &u) && u > 0 && u < 1000) set_divisor((GC_word)u, true);

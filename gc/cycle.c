@@ -193,6 +193,7 @@ static void compute_goal(void) {
         goal = gc_opt.memory_limit > live_after_mark + (1u << 20) ? gc_opt.memory_limit
                                                                    : live_after_mark + (1u << 20);
     }
+    if (gc_opt.goal_keep && goal > gc_opt.goal_min) gc_opt.goal_min = goal; /* bdw */
     atomic_store_explicit(&gc_goal, goal, memory_order_relaxed);
     /* The trigger (DESIGN §3.5): start early enough that the allocation expected during
      * the mark — measured last cycle, per byte of scan work — fits under the goal; kept

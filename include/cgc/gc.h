@@ -51,6 +51,7 @@ typedef struct gc_options {
                                 half (only for the checkmark negative-control test) */
     uint64_t goal_min;       /* smallest pacer goal (0: the built-in 4 MiB); bdw: GC_INITIAL_HEAP_SIZE, GC_expand_hp */
     int roots_percent;       /* bdw: growth for the root bytes in the goal, in %; < 0: gc_percent */
+    bool goal_keep;          /* bdw: the goal never shrinks (goal_min follows it up) */
 } gc_options;
 extern gc_options gc_opt;
 void gc_read_options(void);
