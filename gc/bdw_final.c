@@ -27,11 +27,18 @@
 
 #include <string.h>
 
+/* 16 bytes: a Guile weak table registers a link per entry, so the table is a large part of
+ * a weak-heavy program's memory. The link is word-aligned (link_add checks), which leaves
+ * its low bits for the long flag and for the empty (0) and tombstone (1) markers. */
+#define LINK_LONG ((uintptr_t)2)
 typedef struct link_ent {
-    uintptr_t link; /* 0 empty, 1 tombstone */
+    uintptr_t key; /* the link's address | LINK_LONG for a long link; 0 empty, 1 tombstone */
     uintptr_t obj;
-    int is_long;
 } link_ent;
+
+static inline uintptr_t link_addr(const link_ent *e) { return e->key & ~LINK_LONG; }
+static inline int link_is_long(const link_ent *e) { return (e->key & LINK_LONG) != 0; }
+
 
 typedef struct fin_ent {
     uintptr_t obj; /* 0 empty, 1 tombstone */
@@ -43,6 +50,14 @@ typedef struct table {
     void *e;
     size_t cap, used, dead; /* used counts live entries + tombstones */
 } table;
+
+/* Tables are rebuilt when live entries and tombstones fill three quarters of them (linear
+ * probing stays short at that load), doubled when the live entries alone fill half. */
+static inline bool table_full(const table *t) { return (t->used + 1) * 4 > t->cap * 3; }
+static inline size_t table_new_cap(const table *t) {
+    if (t->cap == 0) return 1024;
+    return (t->used - t->dead + 1) * 2 > t->cap ? t->cap * 2 : t->cap;
+}
 
 static pthread_mutex_t bdw_lock = PTHREAD_MUTEX_INITIALIZER;
 static table links = {0}, fins = {0};           /* [bdw_lock] */
@@ -69,14 +84,14 @@ static link_ent *link_find(uintptr_t link) {
     link_ent *t = links.e;
     if (t == NULL) return NULL;
     for (size_t h = hash_addr(link, links.cap);; h = (h + 1) & (links.cap - 1)) {
-        if (t[h].link == link) return &t[h];
-        if (t[h].link == 0) return NULL;
+        if (link_addr(&t[h]) == link) return &t[h];
+        if (t[h].key == 0) return NULL;
     }
 }
 
 static void link_insert_raw(link_ent *t, size_t cap, link_ent v) {
-    size_t h = hash_addr(v.link, cap);
-    while (t[h].link > 1) h = (h + 1) & (cap - 1);
+    size_t h = hash_addr(link_addr(&v), cap);
+    while (t[h].key > 1) h = (h + 1) & (cap - 1);
     t[h] = v;
 }
 
@@ -85,7 +100,7 @@ static void link_rehash(size_t ncap) {
     link_ent *t = links.e;
     size_t live = 0;
     for (size_t i = 0; i < links.cap; i++)
-        if (t[i].link > 1) {
+        if (t[i].key > 1) {
             link_insert_raw(nt, ncap, t[i]);
             live++;
         }
@@ -106,19 +121,19 @@ static int link_add(void **link, const void *obj, int is_long, const char *fn) {
         alloc_unlock(&bdw_lock);
         return BDW_DUPLICATE;
     }
-    if ((links.used + 1) * 2 > links.cap) link_rehash(links.cap ? (links.used - links.dead + 1) * 4 > links.cap ? links.cap * 2 : links.cap : 1024);
+    if (table_full(&links)) link_rehash(table_new_cap(&links));
     link_ent *t = links.e;
     size_t h = hash_addr((uintptr_t)link, links.cap);
-    while (t[h].link > 1) h = (h + 1) & (links.cap - 1);
-    if (t[h].link == 0) links.used++;
+    while (t[h].key > 1) h = (h + 1) & (links.cap - 1);
+    if (t[h].key == 0) links.used++;
     else links.dead--;
-    t[h] = (link_ent){(uintptr_t)link, (uintptr_t)obj, is_long};
+    t[h] = (link_ent){(uintptr_t)link | (is_long ? LINK_LONG : 0), (uintptr_t)obj};
     alloc_unlock(&bdw_lock);
     return BDW_SUCCESS;
 }
 
 static void link_kill(link_ent *e) {
-    e->link = 1;
+    e->key = 1;
     links.dead++;
 }
 
@@ -143,7 +158,7 @@ static int link_remove(void **link, int is_long) {
     bdw_init();
     alloc_lock(&bdw_lock);
     link_ent *e = link_find((uintptr_t)link);
-    int found = e && e->is_long == is_long;
+    int found = e && link_is_long(e) == is_long;
     if (found) link_kill(e);
     alloc_unlock(&bdw_lock);
     return found;
@@ -155,7 +170,7 @@ static int link_move(void **link, void **new_link, int is_long) {
     bdw_init();
     alloc_lock(&bdw_lock);
     link_ent *e = link_find((uintptr_t)link);
-    if (e == NULL || e->is_long != is_long) {
+    if (e == NULL || link_is_long(e) != is_long) {
         alloc_unlock(&bdw_lock);
         return BDW_NOT_FOUND;
     }
@@ -227,8 +242,7 @@ GC_API_EXPORT void GC_register_finalizer_no_order(void *obj, GC_finalization_pro
                 fins.dead++;
             }
         } else if (fn) {
-            if ((fins.used + 1) * 2 > fins.cap)
-                fin_rehash(fins.cap ? ((fins.used - fins.dead + 1) * 4 > fins.cap ? fins.cap * 2 : fins.cap) : 1024);
+            if (table_full(&fins)) fin_rehash(table_new_cap(&fins));
             fin_ent *t = fins.e;
             size_t h = hash_addr((uintptr_t)obj, fins.cap);
             while (t[h].obj > 1) h = (h + 1) & (fins.cap - 1);
@@ -334,9 +348,9 @@ static void roots_hook(void) {
 static void clear_links(int is_long) {
     link_ent *t = links.e;
     for (size_t i = 0; i < links.cap; i++) {
-        if (t[i].link <= 1 || t[i].is_long != is_long) continue;
+        if (t[i].key <= 1 || link_is_long(&t[i]) != is_long) continue;
         if (!gc_is_marked(t[i].obj)) {
-            *(void **)t[i].link = NULL;
+            *(void **)link_addr(&t[i]) = NULL;
             link_kill(&t[i]);
         }
     }
@@ -362,11 +376,11 @@ static void process_hook(void) {
     /* Links inside dead collected objects: that memory is about to be reused. */
     link_ent *l = links.e;
     for (size_t i = 0; i < links.cap; i++) {
-        if (l[i].link <= 1) continue;
+        if (l[i].key <= 1) continue;
         uintptr_t base;
         size_t sz;
         alloc_span *s;
-        if (gc_find_object(l[i].link, &base, &sz, &s) && !gc_is_marked(base)) link_kill(&l[i]);
+        if (gc_find_object(link_addr(&l[i]), &base, &sz, &s) && !gc_is_marked(base)) link_kill(&l[i]);
     }
     /* Tables full of tombstones are rebuilt by the next registration that needs room; here
      * only shrink the probe chains when most of a table is dead (no allocation: same size). */

@@ -34,6 +34,7 @@ gc_options gc_opt = {
     .roots_auto = 1,
     .signal = SIGPWR,
     .finalizer_thread = 1,
+    .roots_percent = -1,
 };
 pthread_mutex_t gc_lock = PTHREAD_MUTEX_INITIALIZER;
 /* bdw: hooks of the Boehm-compatible interface (gc.h; set by gc/bdw.c) */
@@ -183,14 +184,16 @@ static _Atomic uint64_t cycle_assist_ns;
 static void compute_goal(void) {
     uint64_t goal = gc_opt.goal_min ? gc_opt.goal_min : MIN_GOAL; /* bdw: GC_INITIAL_HEAP_SIZE */
     if (gc_opt.gc_percent >= 0) {
+        uint64_t rp = (uint64_t)(gc_opt.roots_percent >= 0 ? gc_opt.roots_percent : gc_opt.gc_percent);
         uint64_t g = live_after_mark + live_after_mark / 100 * (uint64_t)gc_opt.gc_percent +
-                     gc_roots_bytes_last / 100 * (uint64_t)gc_opt.gc_percent;
+                     gc_roots_bytes_last / 100 * rp;
         if (g > goal) goal = g;
     }
     if (gc_opt.memory_limit != UINT64_MAX && goal > gc_opt.memory_limit) {
         goal = gc_opt.memory_limit > live_after_mark + (1u << 20) ? gc_opt.memory_limit
                                                                    : live_after_mark + (1u << 20);
     }
+    if (gc_opt.goal_keep && goal > gc_opt.goal_min) gc_opt.goal_min = goal; /* bdw */
     atomic_store_explicit(&gc_goal, goal, memory_order_relaxed);
     /* The trigger (DESIGN §3.5): start early enough that the allocation expected during
      * the mark — measured last cycle, per byte of scan work — fits under the goal; kept

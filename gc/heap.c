@@ -192,12 +192,22 @@ static void *sweeper_main(void *arg) {
         while (!sweeper_work) pthread_cond_wait(&sweeper_cv, &sweeper_lock);
         sweeper_work = 0;
         pthread_mutex_unlock(&sweeper_lock);
-        bool any = true;
+        /* One span per list per round, so every size class gets swept spans early; a list
+         * found empty is not tried again in this run (each try takes its lock: a few hundred
+         * lists, as many rounds as the longest list has spans). Only a cycle's
+         * gc_prepare_sweep adds unswept spans, and it wakes the sweeper again. */
+        bool empty[ALLOC_GC_KINDS][ALLOC_NCLASSES] = {{false}};
+        bool any = true, large = true;
         while (any) {
             any = false;
             for (unsigned k = 0; k < ALLOC_GC_KINDS; k++)
-                for (unsigned c = 1; c < ALLOC_NCLASSES; c++) any |= sweep_one(k, c);
-            any |= sweep_large_one();
+                for (unsigned c = 1; c < ALLOC_NCLASSES; c++) {
+                    if (empty[k][c]) continue;
+                    if (sweep_one(k, c)) any = true;
+                    else empty[k][c] = true;
+                }
+            if (large) large = sweep_large_one();
+            any |= large;
         }
     }
     return NULL;
@@ -632,23 +642,71 @@ void *gc_alloc_large_typed1(const cgc_type *t, size_t n) {
     return p;
 }
 
-/* bdw (GC_generic_malloc_many): up to max objects of n bytes from the current span of
- * (kind, class) in one no-stop region; 0 when the fast path does not apply or the span is
- * full (the caller goes on with gc_alloc_kind, which refills). */
+/* bdw (GC_generic_malloc_many): up to max objects of n bytes of (kind, class) in one no-stop
+ * region, refilling the current span as it runs out; 0 when this path does not apply (the
+ * caller then goes on one object at a time). Guile takes most of its small objects this
+ * way, so it works a bitmap word at a time: all the free slots a word offers are taken with
+ * one store and cleared by one memset per run of adjacent slots, not one take_slot and one
+ * memset call per object. Objects are born white: only the Boehm mode uses this, and it
+ * marks with the world stopped (never while a thread allocates). [owner] */
+static size_t take_slots(alloc_span *s, void **out, size_t max) {
+    uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
+    while (fi < s->nelems) {
+        unsigned w = fi >> 6;
+        uint64_t a = atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed);
+        uint64_t freebits = ~a & (~(uint64_t)0 << (fi & 63));
+        if (s->nelems - ((uint32_t)w << 6) < 64) /* the last word: no slot past nelems */
+            freebits &= ((uint64_t)1 << (s->nelems - ((uint32_t)w << 6))) - 1;
+        if (freebits == 0) {
+            fi = (uint32_t)(w + 1) << 6;
+            continue;
+        }
+        /* The lowest max free slots of this word. */
+        uint64_t take = freebits;
+        size_t k = (size_t)__builtin_popcountll(take);
+        while (k > max) {
+            take &= ~((uint64_t)1 << (63 - __builtin_clzll(take)));
+            k--;
+        }
+        size_t got = 0, sz = s->elem_size;
+        uintptr_t base = s->start + ((size_t)w << 6) * sz;
+        for (uint64_t t = take; t;) {
+            unsigned lo = (unsigned)__builtin_ctzll(t);
+            uint64_t run = t >> lo;
+            unsigned len = run == ~(uint64_t)0 >> lo ? 64 - lo : (unsigned)__builtin_ctzll(~run);
+            memset((void *)(base + lo * sz), 0, len * sz);
+            for (unsigned i = 0; i < len; i++) out[got++] = (void *)(base + (lo + i) * sz);
+            t &= len + lo >= 64 ? 0 : ~(uint64_t)0 << (lo + len);
+        }
+        /* Zeroed first, then published (as take_slot: a marker that finds a slot by a stale
+         * pointer must not scan its previous life). */
+        atomic_store_explicit(&s->gcbits[w].alloc, a | take, memory_order_release);
+        atomic_store_explicit(&s->bump, ((uint32_t)w << 6) + (uint32_t)(64 - __builtin_clzll(take)),
+                              memory_order_relaxed);
+        return got;
+    }
+    atomic_store_explicit(&s->bump, s->nelems, memory_order_relaxed);
+    return 0;
+}
+
 size_t gc_alloc_small_many(size_t n, unsigned kind, void **out, size_t max) {
     alloc_cache *c = alloc_tls_cache;
     if (!(gc_self != NULL && n - 1 < ALLOC_SMALL_MAX && alloc_cache_valid(c) &&
-          gc_opt.heap_max == UINT64_MAX))
+          gc_opt.heap_max == UINT64_MAX && gc_opt.stop_the_world))
         return 0;
     unsigned cls = alloc_size_class(n);
     size_t got = 0, bytes = 0;
     alloc_nostop_enter();
     alloc_span *s = c->gc_cur[kind - 1][cls];
     while (got < max) {
-        uint32_t idx = take_slot(s);
-        if (idx == UINT32_MAX) break;
-        out[got++] = (void *)(s->start + (size_t)idx * s->elem_size); /* zeroed */
-        bytes += s->elem_size;
+        size_t k = take_slots(s, out + got, max - got);
+        if (k == 0) {
+            s = refill(c, kind, cls); /* lazy sweeping, as in alloc_slow */
+            if (s == NULL) break;
+            continue;
+        }
+        got += k;
+        bytes += k * s->elem_size;
     }
     alloc_nostop_leave();
     if (bytes) charge(c, bytes);

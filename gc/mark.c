@@ -42,7 +42,8 @@ typedef struct gc_workbuf {
  * to a shared pool under pool_lock, where idle markers take them. The collecting thread
  * scans the roots; (ncpu - 1) helper threads, started on first use and never registered or
  * stopped, join it to drain (Boehm's parallel marking, Go's workbuf pool). Termination:
- * every participant is waiting and the pool is empty. */
+ * every participant is waiting and the pool is empty; a helper is a participant from the
+ * moment it starts on the drain, never before. */
 static CGC_TLS gc_workbuf *local_buf;       /* this marker's current buffer */
 static CGC_TLS uint64_t local_marked;        /* bytes this marker marked */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -452,6 +453,15 @@ static void *helper_main(void *arg) {
         pthread_mutex_lock(&pool_lock);
         while (drain_epoch == seen) pthread_cond_wait(&pool_cv, &pool_lock);
         seen = drain_epoch;
+        /* A helper joins a drain only while it is still running: the coordinator never
+         * counts (and so never waits for) a helper that has not started — on a loaded
+         * machine a woken helper can wait milliseconds for a CPU, and every stop would wait
+         * with it. */
+        if (drain_done) {
+            pthread_mutex_unlock(&pool_lock);
+            continue;
+        }
+        n_participants++;
         pthread_mutex_unlock(&pool_lock);
         drain_local();
         pthread_mutex_lock(&pool_lock);
@@ -490,7 +500,7 @@ uint64_t gc_drain(void) {
         pool_full = local_buf;
         local_buf = NULL;
     }
-    n_participants = n_helpers + 1;
+    n_participants = 1; /* helpers add themselves when they start (helper_main) */
     n_waiting = 0;
     drain_done = false;
     drain_epoch++;
@@ -499,7 +509,7 @@ uint64_t gc_drain(void) {
     uint64_t r = drain_local();
     pthread_mutex_lock(&pool_lock);
     n_participants--;
-    while (n_participants > 0) pthread_cond_wait(&pool_cv, &pool_lock); /* helpers check out */
+    while (n_participants > 0) pthread_cond_wait(&pool_cv, &pool_lock); /* joined helpers check out */
     pthread_mutex_unlock(&pool_lock);
     gc_marked_bytes += atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
     return r;

@@ -50,6 +50,8 @@ typedef struct gc_options {
     int barrier_debug;       /* CGC_DEBUG_BARRIER: 1 = no deletion half, 2 = no insertion
                                 half (only for the checkmark negative-control test) */
     uint64_t goal_min;       /* smallest pacer goal (0: the built-in 4 MiB); bdw: GC_INITIAL_HEAP_SIZE, GC_expand_hp */
+    int roots_percent;       /* bdw: growth for the root bytes in the goal, in %; < 0: gc_percent */
+    bool goal_keep;          /* bdw: the goal never shrinks (goal_min follows it up) */
 } gc_options;
 extern gc_options gc_opt;
 void gc_read_options(void);
@@ -254,8 +256,9 @@ extern void (*gc_bdw_scan_hook)(const cgc_type *t, uintptr_t base);
 /* gc/heap.c: a large object (n > ALLOC_SMALL_MAX) of kind TYPED1 whose span carries t (small
  * ones: gc_alloc_typed1 with t->size a size class). For Boehm kinds. */
 void *gc_alloc_large_typed1(const cgc_type *t, size_t n);
-/* gc/heap.c: up to max small objects (kind LEAF or SCAN) at once into out; returns how many
- * (0: take the ordinary path). For GC_generic_malloc_many. */
+/* gc/heap.c: up to max small objects (kind LEAF or SCAN) at once into out, refilling as
+ * needed; returns how many (0: take the ordinary path). For GC_generic_malloc_many; stop-the-
+ * world mode only (the objects are born white). */
 size_t gc_alloc_small_many(size_t n, unsigned kind, void **out, size_t max);
 
 #endif /* CGC_GC_H */
