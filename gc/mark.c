@@ -52,6 +52,7 @@ static gc_workbuf *pool_full, *pool_empty;  /* [pool_lock] */
 static unsigned n_participants;             /* [pool_lock] */
 static _Atomic unsigned n_waiting;          /* [pool_lock] to write; read racily to share */
 static bool drain_done;                     /* [pool_lock] */
+static bool drain_open;                     /* [pool_lock] a parallel drain takes helpers */
 static uint32_t drain_epoch;                /* [pool_lock] bumped to start helpers */
 static unsigned n_helpers;                  /* helper threads started */
 static _Atomic uint64_t marked_total;
@@ -457,7 +458,10 @@ static void *helper_main(void *arg) {
          * counts (and so never waits for) a helper that has not started — on a loaded
          * machine a woken helper can wait milliseconds for a CPU, and every stop would wait
          * with it. */
-        if (drain_done) {
+        /* And only a parallel one: a helper woken for a drain that has ended must not join
+         * a single-threaded drain that started since (checkmark's: its side table is not
+         * thread-safe; it does not bump the epoch). */
+        if (drain_done || !drain_open) {
             pthread_mutex_unlock(&pool_lock);
             continue;
         }
@@ -503,11 +507,13 @@ uint64_t gc_drain(void) {
     n_participants = 1; /* helpers add themselves when they start (helper_main) */
     n_waiting = 0;
     drain_done = false;
+    drain_open = true;
     drain_epoch++;
     pthread_cond_broadcast(&pool_cv);
     pthread_mutex_unlock(&pool_lock);
     uint64_t r = drain_local();
     pthread_mutex_lock(&pool_lock);
+    drain_open = false;
     n_participants--;
     while (n_participants > 0) pthread_cond_wait(&pool_cv, &pool_lock); /* joined helpers check out */
     pthread_mutex_unlock(&pool_lock);
@@ -626,6 +632,7 @@ void gc_mark_fork(int what) {
         n_helpers = 0;
         n_participants = 0;
         drain_epoch = 0; /* new helpers start waiting for epoch 0 to change */
+        drain_open = false;
         pool_full = NULL; /* (nothing is marking: the cycle was waited out) */
         atomic_store_explicit(&n_waiting, 0, memory_order_relaxed);
     }
