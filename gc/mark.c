@@ -296,12 +296,43 @@ static inline void shade(uintptr_t p) { shade_at(p, true); }
 
 void gc_shade(uintptr_t p) { shade(p); }
 
+/* A long range (data/bss and stacks, which stop 2 rescans; large objects) is mostly words
+ * that are not heap pointers: eight at a time are tested branch-free (vectorised), and only
+ * a group with a candidate is looked at word by word. */
+GC_SCAN_NO_SANITIZE static CGC_NOINLINE void scan_words_sparse(uintptr_t lo, uintptr_t hi,
+                                                               uintptr_t hlo, uintptr_t span) {
+    for (; lo + 64 <= hi; lo += 64) {
+        const uintptr_t *w = (const uintptr_t *)lo;
+        unsigned any = 0;
+        for (unsigned i = 0; i < 8; i++) any |= (unsigned)(w[i] - hlo < span);
+        if (!any) continue;
+        for (unsigned i = 0; i < 8; i++) {
+            uintptr_t v = w[i];
+            if (v - hlo < span) {
+                cm_referrer_x = (lo + 8 * i) ^ ALLOC_DISGUISE;
+                shade(v);
+            }
+        }
+    }
+    for (; lo + 8 <= hi; lo += 8) {
+        uintptr_t v = *(const uintptr_t *)lo;
+        if (v - hlo < span) {
+            cm_referrer_x = lo ^ ALLOC_DISGUISE;
+            shade(v);
+        }
+    }
+}
+
 GC_SCAN_NO_SANITIZE static inline void scan_words(uintptr_t lo, uintptr_t hi) {
     lo = (lo + 7) & ~(uintptr_t)7;
     /* Most words are not heap pointers: one subtract-and-compare against the heap's
      * bounds rejects them before any page-map lookup. */
     uintptr_t hlo = alloc_heap_lo();
     uintptr_t span = alloc_heap_hi() - hlo;
+    if (CGC_UNLIKELY(hi > lo + 2048)) {
+        scan_words_sparse(lo, hi, hlo, span);
+        return;
+    }
     for (uintptr_t a = lo; a + 8 <= hi; a += 8) {
         uintptr_t v = *(const uintptr_t *)a;
         if (v - hlo < span) {
