@@ -79,8 +79,10 @@ static alloc_span *span_new(void) {
     if (s) {
         span_pool = s->next;
         uint64_t *side = s->leak_side; /* leak mode's side table stays with the struct */
+        _Atomic uint8_t *marks = __atomic_load_n(&s->gcmarks, __ATOMIC_RELAXED); /* so do mark bytes */
         memset(s, 0, sizeof *s);
         s->leak_side = side;
+        __atomic_store_n(&s->gcmarks, marks, __ATOMIC_RELAXED);
         return s;
     }
     return alloc_meta_alloc(sizeof(alloc_span));

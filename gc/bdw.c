@@ -266,7 +266,7 @@ GC_API_EXPORT void GC_free(void *p) {
         bdw_unsupported("GC_free", "the pointer is not the start of an object");
     uint64_t bit = (uint64_t)1 << (idx & 63);
     uint64_t was = atomic_fetch_and_explicit(&s->gcbits[idx >> 6].alloc, ~bit, memory_order_relaxed);
-    atomic_fetch_and_explicit(&s->gcbits[idx >> 6].mark, ~bit, memory_order_relaxed);
+    gc_mark_byte_set(s, idx, 0);
     if (!(was & bit)) return; /* already free */
     uint64_t cur = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
     while (cur >= s->elem_size &&

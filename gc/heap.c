@@ -76,7 +76,7 @@ static uint32_t sweep_small(alloc_span *s) {
     unsigned words = (s->nelems + 63) / 64;
     for (unsigned w = 0; w < words; w++) {
         uint64_t a = atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed);
-        uint64_t m = atomic_load_explicit(&s->gcbits[w].mark, memory_order_relaxed);
+        uint64_t m = gc_marks_word(s, w) & a;
         uint64_t dead = a & ~m;
         if (dead && gc_opt.clobber) {
             for (uint64_t d = dead; d; d &= d - 1) {
@@ -87,8 +87,8 @@ static uint32_t sweep_small(alloc_span *s) {
         freed += (uint64_t)__builtin_popcountll(dead);
         live += (uint32_t)__builtin_popcountll(m);
         atomic_store_explicit(&s->gcbits[w].alloc, m, memory_order_relaxed);
-        atomic_store_explicit(&s->gcbits[w].mark, 0, memory_order_relaxed);
     }
+    memset((void *)gc_marks_of(s), 0, s->nelems);
     s->used = live;
     atomic_store_explicit(&s->bump, 0, memory_order_relaxed); /* free index */
     if (freed) {
@@ -316,10 +316,7 @@ _Atomic unsigned gc_alloc_mode;
 
 /* Black allocation: while marking, a new object is born marked, so the marker never needs
  * to scan it (its pointers can only come from stores, which the barrier shades). */
-static inline void born_black(alloc_span *s, uint32_t idx) {
-    atomic_fetch_or_explicit(&s->gcbits[idx >> 6].mark, (uint64_t)1 << (idx & 63),
-                             memory_order_relaxed);
-}
+static inline void born_black(alloc_span *s, uint32_t idx) { gc_mark_byte_set(s, idx, 1); }
 
 /* Does the calling thread allocate black now? (While marking, once its stack is scanned.) */
 static inline bool alloc_is_black(void) {
@@ -356,6 +353,25 @@ static inline void charge(alloc_cache *c, size_t bytes) {
  * read zeros, not the previous object's words. With the bit set first, a typed array's old
  * header (CGC_CLOBBER's 0xdeadbeef...) sent scan_typed through a bogus type: the SEGV of
  * gc_stress under TSan, possible natively too (a reused page's old contents). */
+/* Zero a slot. Most collected objects are a few words (list cells, tree nodes), and a
+ * memset call per object was 4% of binary-trees: up to 64 bytes are stored inline (every
+ * class size is a multiple of 16). The attribute keeps gcc from turning the loop back into
+ * a memset call. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
+static inline void zero_slot(uintptr_t p, size_t n) {
+    if (CGC_LIKELY(n <= 64)) {
+        uint64_t *w = (uint64_t *)p;
+        for (size_t i = 0; i < n / 8; i += 2) {
+            w[i] = 0;
+            w[i + 1] = 0;
+        }
+    } else {
+        memset((void *)p, 0, n);
+    }
+}
+
 static inline uint32_t take_slot(alloc_span *s) {
     uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
     while (fi < s->nelems) {
@@ -365,7 +381,7 @@ static inline uint32_t take_slot(alloc_span *s) {
         if (freebits) {
             uint32_t idx = (w << 6) + (uint32_t)__builtin_ctzll(freebits);
             if (idx >= s->nelems) break;
-            memset((void *)(s->start + (size_t)idx * s->elem_size), 0, s->elem_size);
+            zero_slot(s->start + (size_t)idx * s->elem_size, s->elem_size);
             atomic_store_explicit(&s->gcbits[w].alloc, a | ((uint64_t)1 << (idx & 63)),
                                   memory_order_release);
             atomic_store_explicit(&s->bump, idx + 1, memory_order_relaxed);
@@ -380,12 +396,22 @@ static inline uint32_t take_slot(alloc_span *s) {
 static alloc_span *new_span(unsigned kind, unsigned cls) {
     alloc_span *s = alloc_heap_alloc(alloc_classes[cls].npages, 1, false);
     if (s == NULL) return NULL;
+    _Atomic uint8_t *marks = gc_marks_of(s);
+    if (marks == NULL) { /* the struct's first collected life: its mark bytes, for good */
+        marks = alloc_meta_new(ALLOC_MAX_NELEMS);
+        if (marks == NULL) {
+            alloc_heap_free(s);
+            return NULL;
+        }
+        __atomic_store_n(&s->gcmarks, marks, __ATOMIC_RELAXED);
+    }
     /* Bits first, kind last: a concurrent marker that finds the span by a stale pointer
      * must not read the previous life's bitmap as this one's. */
     for (unsigned w = 0; w < ALLOC_BITMAP_WORDS; w++) {
         atomic_store_explicit(&s->gcbits[w].alloc, 0, memory_order_relaxed);
         atomic_store_explicit(&s->gcbits[w].mark, 0, memory_order_relaxed);
     }
+    memset((void *)marks, 0, ALLOC_MAX_NELEMS);
     atomic_thread_fence(memory_order_release);
     alloc_span_set_class(s, cls, kind);
     s->free = NULL;
@@ -730,7 +756,7 @@ static void check_span(alloc_span *s, void *arg) {
     unsigned words = (s->nelems + 63) / 64;
     for (unsigned w = 0; w < words; w++) {
         uint64_t a = atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed);
-        uint64_t m = atomic_load_explicit(&s->gcbits[w].mark, memory_order_relaxed);
+        uint64_t m = gc_marks_word(s, w);
         if (m & ~a) *err = "a marked object is not allocated (marked while free)";
     }
     if (s->nelems && (s->nelems % 64) && (atomic_load_explicit(&s->gcbits[words - 1].alloc,

@@ -206,13 +206,21 @@ bool gc_find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc_span **spa
     return find_object(p, base, size, span);
 }
 
-/* Set the mark bit of the object at (s, base); true if it was white. */
+/* Mark the object at (s, base); true if it was white. A small object's mark byte is set
+ * with a plain store (see alloc_span.gcmarks: no locked instruction on the marking path);
+ * a large object's single bit with an atomic OR, as large objects are few. */
 static inline bool mark_object(alloc_span *s, uintptr_t base) {
-    unsigned idx = alloc_span_state(s) == SPAN_LARGE ? 0 : mark_slot_index(s, base);
-    uint64_t bit = (uint64_t)1 << (idx & 63);
-    _Atomic uint64_t *w = &s->gcbits[idx >> 6].mark;
-    if (atomic_load_explicit(w, memory_order_relaxed) & bit) return false;
-    return !(atomic_fetch_or_explicit(w, bit, memory_order_relaxed) & bit);
+    if (CGC_UNLIKELY(alloc_span_state(s) == SPAN_LARGE)) {
+        _Atomic uint64_t *w = &s->gcbits[0].mark;
+        if (atomic_load_explicit(w, memory_order_relaxed) & 1) return false;
+        return !(atomic_fetch_or_explicit(w, 1, memory_order_relaxed) & 1);
+    }
+    _Atomic uint8_t *m = gc_marks_of(s);
+    if (CGC_UNLIKELY(m == NULL)) return false; /* a stale pointer into a recycled struct */
+    m += mark_slot_index(s, base);
+    if (atomic_load_explicit(m, memory_order_relaxed)) return false;
+    atomic_store_explicit(m, 1, memory_order_relaxed);
+    return true;
 }
 
 bool gc_is_marked(uintptr_t p) {
@@ -220,8 +228,29 @@ bool gc_is_marked(uintptr_t p) {
     size_t size;
     alloc_span *s;
     if (!gc_find_object(p, &base, &size, &s)) return false;
-    unsigned idx = alloc_span_state(s) == SPAN_LARGE ? 0 : alloc_slot_index(s, base);
-    return (atomic_load_explicit(&s->gcbits[idx >> 6].mark, memory_order_relaxed) >> (idx & 63)) & 1;
+    if (alloc_span_state(s) == SPAN_LARGE)
+        return atomic_load_explicit(&s->gcbits[0].mark, memory_order_relaxed) & 1;
+    return gc_mark_byte(s, alloc_slot_index(s, base));
+}
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+uint64_t gc_marks_word(const alloc_span *s, unsigned w) {
+    const uint8_t *b = (const uint8_t *)gc_marks_of(s);
+    if (b == NULL) return 0;
+    b += (size_t)w * 64;
+    uint64_t m = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    for (unsigned i = 0; i < 4; i++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * i));
+        m |= (uint64_t)(uint16_t)~_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) << (16 * i);
+    }
+#else
+    for (unsigned i = 0; i < 64; i++) m |= (uint64_t)(b[i] != 0) << i;
+#endif
+    return m;
 }
 
 /* The checkmark pass marks into this side set instead (open addressing on object bases). */

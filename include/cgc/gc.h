@@ -171,6 +171,26 @@ extern uint64_t gc_marked_bytes; /* bytes of objects marked this cycle */
 void gc_checkmark(void);
 extern int gc_checkmark_active;
 
+/* ---- mark bytes (alloc_span.gcmarks) ------------------------------------------------------
+ * Small collected spans: one byte per slot, 0 white, 1 marked. Written with relaxed stores
+ * (two markers racing for one object may both see it white and both scan it: harmless
+ * duplicate work, and its bytes counted twice in that cycle's marked total). */
+static inline _Atomic uint8_t *gc_marks_of(const alloc_span *s) {
+    return __atomic_load_n(&((alloc_span *)s)->gcmarks, __ATOMIC_RELAXED);
+}
+static inline bool gc_mark_byte(const alloc_span *s, uint32_t idx) {
+    _Atomic uint8_t *m = gc_marks_of(s);
+    return m && atomic_load_explicit(&m[idx], memory_order_relaxed);
+}
+static inline void gc_mark_byte_set(const alloc_span *s, uint32_t idx, uint8_t v) {
+    _Atomic uint8_t *m = gc_marks_of(s);
+    if (m) atomic_store_explicit(&m[idx], v, memory_order_relaxed);
+}
+/* The mark bytes of slots [64w, 64w+64) as a bit mask (bit i: slot 64w+i is marked). The
+ * array holds ALLOC_MAX_NELEMS bytes, so a whole group can always be read; bytes past the
+ * span's last slot are 0. No marker may be running (sweeping and heap checks). */
+uint64_t gc_marks_word(const alloc_span *s, unsigned w);
+
 /* ---- collected heap (gc/heap.c) ---------------------------------------------------------- */
 #define GC_HEADER 16 /* typed objects: [type][count] before the user's bytes */
 typedef struct gc_typed_header {

@@ -141,6 +141,14 @@ typedef struct alloc_span {
     uint8_t released;         /* [heap] free span whose pages were returned to the OS */
     uint8_t on_central;       /* [central lock] on a central list */
     const void *gctype;       /* ALLOC_KIND_GC_TYPED1: the cgc_type of every object */
+    /* Collected small spans: one mark byte per slot (ALLOC_MAX_NELEMS bytes of metadata,
+     * set up by gc/heap.c's new_span, kept when the struct is recycled). Bytes, not bits:
+     * a marker sets its object's byte with a plain store, where a bit needs an atomic
+     * read-modify-write (a locked instruction, ~15% of a marking-bound benchmark) so that
+     * two markers setting neighbouring bits do not lose one. Large spans keep their one
+     * mark bit in gcbits[0].mark. Read with a relaxed atomic load (a marker holding a stale
+     * pointer may race with the struct being recycled: NULL then, and it is ignored). */
+    _Atomic uint8_t *gcmarks;
     uint64_t *leak_side;      /* leak mode: one word per slot (include/cgc/leak.h); kept
                                  when the struct is recycled */
     size_t npages;            /* [heap] */
@@ -150,9 +158,8 @@ typedef struct alloc_span {
         /* malloc kind: bit set = freed by a non-owner, not yet collected. Only remote frees
          * touch it, so the owner's malloc and free never load this cache line. */
         _Atomic uint64_t remote_bits[ALLOC_BITMAP_WORDS];
-        /* collected kinds: alloc bit set = slot allocated (sweeping sets it to the mark bit);
-         * mark bit (large: gcbits[0].mark bit 0). Interleaved: the marker tests both, and
-         * they share a cache line. */
+        /* collected kinds: alloc bit set = slot allocated (sweeping sets it from the mark
+         * bytes, gcmarks); mark: used by large spans only (gcbits[0].mark bit 0). */
         struct {
             _Atomic uint64_t alloc, mark;
         } gcbits[ALLOC_BITMAP_WORDS];
