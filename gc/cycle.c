@@ -750,9 +750,20 @@ static void triggered(void) {
  * Banked background work is claimed first; the rest is marked here, in slices that let a
  * stop in between. */
 void gc_assist(uint64_t bytes) {
-    /* Stop 1's handshake is not over: no object may be scanned yet (see mark_open). The
-     * debt is forgiven; the window is one round of holds. */
-    if (!atomic_load_explicit(&mark_open, memory_order_acquire)) return;
+    if (!atomic_load_explicit(&mark_open, memory_order_acquire)) {
+        /* Stop 1's handshake is not over: no object may be scanned yet (see mark_open). The
+         * debt is forgiven (the window is one round of holds) unless the heap is past its
+         * goal: then the thread waits for the handshake, as it would wait for the markers
+         * below, so allocation cannot run away while one thread is slow to answer. */
+        while (!atomic_load_explicit(&mark_open, memory_order_acquire) &&
+               atomic_load_explicit(&gc_marking, memory_order_relaxed) &&
+               atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) >=
+                   atomic_load_explicit(&gc_goal, memory_order_relaxed)) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+        if (!atomic_load_explicit(&mark_open, memory_order_acquire)) return;
+    }
     uint64_t expected = atomic_load_explicit(&mark_work_expected, memory_order_relaxed);
     uint64_t done = atomic_load_explicit(&mark_work_done, memory_order_relaxed);
     uint64_t heap = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
