@@ -749,12 +749,17 @@ static void triggered(void) {
  * scan work, where the ratio is the work still expected over the bytes left to the goal.
  * Banked background work is claimed first; the rest is marked here, in slices that let a
  * stop in between. */
+/* Bytes this thread allocated during stop 1's handshake (cycle window_cycle), when it could
+ * not assist: they are added to its first assist of the same cycle. */
+static CGC_TLS uint64_t window_bytes, window_cycle;
+
 void gc_assist(uint64_t bytes) {
+    uint64_t cyc = atomic_load_explicit(&trace_cycle_no, memory_order_relaxed);
     if (!atomic_load_explicit(&mark_open, memory_order_acquire)) {
         /* Stop 1's handshake is not over: no object may be scanned yet (see mark_open). The
-         * debt is forgiven (the window is one round of holds) unless the heap is past its
-         * goal: then the thread waits for the handshake, as it would wait for the markers
-         * below, so allocation cannot run away while one thread is slow to answer. */
+         * debt is kept for later, and past the goal the thread waits for the handshake, as
+         * it would wait for the markers below, so allocation cannot run away while one
+         * thread is slow to answer. */
         while (!atomic_load_explicit(&mark_open, memory_order_acquire) &&
                atomic_load_explicit(&gc_marking, memory_order_relaxed) &&
                atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) >=
@@ -762,7 +767,16 @@ void gc_assist(uint64_t bytes) {
             struct timespec ts = {0, 50000};
             nanosleep(&ts, NULL);
         }
-        if (!atomic_load_explicit(&mark_open, memory_order_acquire)) return;
+        if (!atomic_load_explicit(&mark_open, memory_order_acquire)) {
+            if (window_cycle != cyc) window_bytes = 0;
+            window_cycle = cyc;
+            window_bytes += bytes;
+            return;
+        }
+    }
+    if (window_bytes) {
+        if (window_cycle == cyc) bytes += window_bytes;
+        window_bytes = 0;
     }
     uint64_t expected = atomic_load_explicit(&mark_work_expected, memory_order_relaxed);
     uint64_t done = atomic_load_explicit(&mark_work_done, memory_order_relaxed);
