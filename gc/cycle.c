@@ -312,6 +312,9 @@ static int stw_cb(struct dl_phdr_info *info, size_t size, void *arg) {
 #define SLICE ((uint64_t)32 << 10)        /* one assist or worker step */
 #define TERM_ATTEMPTS 8
 
+/* A hold lasts from the request to the release, read before the release is published (as
+ * a stop's end): the woken thread may take this thread's CPU before it reads the clock
+ * again — on the shared machine, for a whole scheduler tick. */
 static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
     uint64_t t0 = plat_now_ns();
     gc_hold_thread(t);
@@ -320,8 +323,8 @@ static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
         atomic_store_explicit(&t->alloc_black, 1, memory_order_relaxed);
     }
     gc_barrier_flush(t);
-    gc_start_world();
     uint64_t d = plat_now_ns() - t0;
+    gc_start_world();
     ct->holds++;
     if (d > ct->hold_max) ct->hold_max = d;
 }
