@@ -17,7 +17,13 @@
  * on) cannot happen: every inline fast path is a restartable sequence registered here
  * (<cgc/barrier.h>), and the stop handler moves a thread stopped inside one back to its
  * start (gc_barrier_restart_pc). The out-of-line forms check and store inside a no-stop
- * region. Turning the barrier off needs no such care: a slow path that runs after marking
+ * region.
+ *
+ * Stop 1 turns the barrier on without stopping anyone (a ragged handshake, gc/cycle.c): a
+ * thread may see it on, and shade, before the collector has held it. The slow paths read
+ * the phase (and gc_marking) with acquire, so such shading happens after the last sweep
+ * (which the collector finished before turning the barrier on) and can never race a sweep
+ * clearing the same mark bits. (x86-64: plain loads either way.) Turning the barrier off needs no such care: a slow path that runs after marking
  * ended only buffers targets nobody reads (the buffers are emptied at the next cycle's
  * start).
  */
@@ -38,7 +44,7 @@ void gc_barrier_set(bool on) {
 void gc_barrier_flush(gc_thread *t) {
     unsigned n = atomic_load_explicit(&t->wb_n, memory_order_acquire);
     if (n == 0) return;
-    if (atomic_load_explicit(&gc_marking, memory_order_relaxed)) gc_shade_many(t->wb, n);
+    if (atomic_load_explicit(&gc_marking, memory_order_acquire)) gc_shade_many(t->wb, n);
     atomic_store_explicit(&t->wb_n, 0, memory_order_release);
 }
 
@@ -62,7 +68,7 @@ void cgc_store_slow_(void **slot, void *value) {
     gc_thread *t = gc_self;
     if (CGC_UNLIKELY(t == NULL)) t = unregistered_store();
     alloc_nostop_enter();
-    if (__atomic_load_n(&cgc_barrier_phase_, __ATOMIC_RELAXED)) {
+    if (__atomic_load_n(&cgc_barrier_phase_, __ATOMIC_ACQUIRE)) {
         if (gc_opt.barrier_debug != 1) record(t, (uintptr_t)*(void *volatile *)slot);
         if (gc_opt.barrier_debug != 2) record(t, (uintptr_t)value);
     }
@@ -74,7 +80,7 @@ void gc_barrier_shade(uintptr_t v) {
     gc_thread *t = gc_self;
     if (t == NULL) t = unregistered_store();
     alloc_nostop_enter();
-    if (atomic_load_explicit(&gc_marking, memory_order_relaxed)) record(t, v);
+    if (atomic_load_explicit(&gc_marking, memory_order_acquire)) record(t, v);
     alloc_nostop_leave();
 }
 
@@ -175,7 +181,7 @@ void *cgc_memmove(void *dst, const void *src, size_t n) {
     /* Only whole aligned words of the destination can hold pointers; a misaligned copy
      * moves pointers to misaligned places, where the collector does not look for them. */
     alloc_nostop_enter();
-    if (__atomic_load_n(&cgc_barrier_phase_, __ATOMIC_RELAXED) && ((d ^ sa) & 7) == 0) {
+    if (__atomic_load_n(&cgc_barrier_phase_, __ATOMIC_ACQUIRE) && ((d ^ sa) & 7) == 0) {
         uintptr_t lo = (d + 7) & ~(uintptr_t)7, hi = (d + n) & ~(uintptr_t)7;
         for (uintptr_t a = lo; a < hi; a += 8) {
             if (gc_opt.barrier_debug != 1) record(t, *(const uintptr_t *)a);

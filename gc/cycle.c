@@ -234,7 +234,10 @@ static void record_stop(uint64_t t_req, uint64_t t_stopped, uint64_t t_end) {
 /* ---- the cycle -------------------------------------------------------------------------------- */
 typedef struct cycle_times {
     uint64_t t_start;          /* the cycle began (sweep termination) */
-    uint64_t s1_req, s1_stopped, s1_end; /* stop 1 (barrier on) */
+    /* stop 1 (barrier on). Stop-the-world mode: the whole stop (request, all stopped,
+     * restart). Concurrent: a handshake, no stop — start, every thread held once (the
+     * barrier is on everywhere), stacks scanned. */
+    uint64_t s1_req, s1_stopped, s1_end;
     uint64_t s2_req, s2_stopped, s2_end; /* stop 2 (mark termination; the last attempt) */
     uint64_t t_end;
     uint64_t prev_freed;       /* objects the previous cycle's sweep reclaimed (complete by now) */
@@ -288,9 +291,11 @@ static int stw_cb(struct dl_phdr_info *info, size_t size, void *arg) {
 
 /* ---- the concurrent cycle (DESIGN §3.1) ----------------------------------------------------------
  * States, in order; the coordinator thread (unregistered, never stopped) runs them:
- *   SWEEP_TERM  finish the last sweep (concurrent), then stop 1 at safe points: empty the
- *               barrier buffers, turn the barrier on, allocate black; restart.
- *   MARK        scan each thread's stack with only that thread held; scan data/bss,
+*   SWEEP_TERM  finish the last sweep (concurrent), then "stop 1", a ragged handshake
+ *               that stops nobody: turn the barrier on, allocate black, then hold each
+ *               thread once in turn (it sees the barrier from then on; its buffer is shaded).
+ *   MARK        once every thread has been held: scan each thread's stack with only that
+ *               thread held (allocation turns black for it); scan data/bss,
  *               registered roots and finalizer roots; drain the grey work (the worker at a
  *               quarter of the CPUs, plus allocating threads' assists).
  *   MARK_TERM   handshake: hold each thread in turn and empty its barrier buffer; repeat
@@ -300,13 +305,16 @@ static int stw_cb(struct dl_phdr_info *info, size_t size, void *arg) {
  *               clear weak handles, (checkmark), compute the goal, barrier off, put the spans
  *               up for sweeping; restart.
  *   SWEEP       lazy (allocation) and the background sweeper.
- * Nothing in either stop is proportional to the heap: stop 1 touches the thread list; stop 2
+ * Nothing in the stop is proportional to the heap: stop 2 touches
  * the thread list, the barrier buffers, data/bss and the finalizer and weak tables, plus at
- * most TERM_BUDGET bytes of marking. */
+ * most TERM_BUDGET bytes of marking; a hold costs one thread's stack scan and buffer. */
 #define TERM_BUDGET ((uint64_t)64 << 10)  /* marking allowed inside stop 2 */
 #define SLICE ((uint64_t)32 << 10)        /* one assist or worker step */
 #define TERM_ATTEMPTS 8
 
+/* A hold lasts from the request to the release, read before the release is published (as
+ * a stop's end): the woken thread may take this thread's CPU before it reads the clock
+ * again — on the shared machine, for a whole scheduler tick. */
 static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
     uint64_t t0 = plat_now_ns();
     gc_hold_thread(t);
@@ -315,25 +323,42 @@ static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
         atomic_store_explicit(&t->alloc_black, 1, memory_order_relaxed);
     }
     gc_barrier_flush(t);
-    gc_start_world();
     uint64_t d = plat_now_ns() - t0;
+    gc_start_world();
     ct->holds++;
     if (d > ct->hold_max) ct->hold_max = d;
 }
 
+/* Objects may be scanned (turned black): set once every thread has been held after the
+ * barrier was turned on, cleared in stop 2. Until then nothing is black, so a store that
+ * a thread makes before its first hold, without the barrier, cannot hide anything; assists
+ * wait for it (grey marking from barrier buffers may go on before it). */
+static _Atomic int mark_open;
+
+/* Stop 1 is a ragged handshake, not a stop (docs/collector.md, "Stop 1 is a handshake"):
+ *   1. publish: gc_marking, the barrier, black allocation — nobody is stopped;
+ *   2. hold each thread once, alone (gc_hold_thread; the handler restarts an interrupted
+ *      inline fast path): after its hold, every store it makes takes the barrier, and every
+ *      store it made before is visible to this thread; its buffer is flushed (grey);
+ *   3. only then, scanning may start (mark_open) and each thread is held again for its
+ *      stack scan, as before.
+ * A thread slow to answer delays this thread alone, never the other mutators. The caller
+ * holds gc_lock; gc_threads_lock is held throughout, so the thread list is the same in both
+ * passes (a registering thread waits, then allocates black; an unregistering one waits in a
+ * blocking region, and is held by CAS without a signal like any blocked thread).
+ * Every thread's barrier buffer is empty here and alloc_black is 0: stop 2 flushed every
+ * buffer and reset alloc_black with the world stopped, and with the barrier off nothing
+ * appends (the slow path and gc_barrier_shade check inside a no-stop region). */
 static void stop1(cycle_times *ct) {
     pthread_mutex_lock(&gc_threads_lock);
     ct->s1_req = plat_now_ns();
     if (trace_file_enabled()) trace_span(trace_cycle_no, "sweep termination", "phase", ct->t_start, ct->s1_req);
-    gc_stop_world();
-    ct->s1_stopped = plat_now_ns();
     unsigned n = 0;
-    for (gc_thread *t = gc_threads; t; t = t->next) {
-        atomic_store_explicit(&t->wb_n, 0, memory_order_relaxed); /* last cycle's leftovers */
-        atomic_store_explicit(&t->alloc_black, 0, memory_order_relaxed);
-        n++;
-    }
+    for (gc_thread *t = gc_threads; t; t = t->next) n++;
     ct->nthreads = n;
+    /* Before gc_marking is published: shading (barrier buffers flushed by their threads)
+     * may begin as soon as it is. Sweeping is over (gc_finish_sweep waited for every span
+     * in a sweeper's hands), so no mark bit can be cleared under a shade. */
     gc_marked_bytes = 0;
     gc_mark_take_marked();
     /* This thread's last-span cache may name a span that the last sweep freed (and the
@@ -346,16 +371,22 @@ static void stop1(cycle_times *ct) {
     atomic_store_explicit(&mark_work_done, 0, memory_order_relaxed);
     atomic_store_explicit(&bg_credit, 0, memory_order_relaxed);
     atomic_store_explicit(&cycle_assist_ns, 0, memory_order_relaxed);
+    /* gc_marking first: a thread that sees the barrier on and fills its buffer must shade
+     * the entries, not drop them (gc_barrier_flush drops them while not marking). */
     atomic_store_explicit(&gc_marking, 1, memory_order_seq_cst);
     gc_barrier_set(true);
     atomic_store_explicit(&gc_alloc_mode, GC_ALLOC_BLACK, memory_order_seq_cst);
-    /* The stop ends when the restart is published: the woken threads may take the CPUs
-     * before this thread reads the clock again. */
-    ct->s1_end = plat_now_ns();
-    gc_start_world();
-    record_stop(ct->s1_req, ct->s1_stopped, ct->s1_end);
+    /* The handshake: the barrier is on for a thread once it has been held (the hold's
+     * release orders the stores above before everything it does next). */
+    for (gc_thread *t = gc_threads; t; t = t->next) hold_and(t, ct, false);
+    ct->s1_stopped = plat_now_ns();
+    if (trace_file_enabled()) trace_span(trace_cycle_no, "barrier handshake", "phase", ct->s1_req, ct->s1_stopped);
+    /* Release: a marker that reads it sees every store made before the holds. */
+    atomic_store_explicit(&mark_open, 1, memory_order_release);
     /* Stacks: each thread alone, once (the hybrid barrier means never again). */
     for (gc_thread *t = gc_threads; t; t = t->next) hold_and(t, ct, true);
+    ct->s1_end = plat_now_ns();
+    if (trace_file_enabled()) trace_span(trace_cycle_no, "stack scans", "phase", ct->s1_stopped, ct->s1_end);
     pthread_mutex_unlock(&gc_threads_lock);
 }
 
@@ -483,8 +514,14 @@ static void stop2(term_ctx *tc) {
     atomic_store_explicit(&gc_heap_bytes, live_after_mark + black, memory_order_relaxed);
     compute_goal();
     gc_barrier_set(false);
+    atomic_store_explicit(&mark_open, 0, memory_order_relaxed);
     atomic_store_explicit(&gc_marking, 0, memory_order_seq_cst);
     atomic_store_explicit(&gc_alloc_mode, 0, memory_order_seq_cst);
+    /* The next stop 1 is a handshake that publishes black allocation while threads run: a
+     * thread must allocate white until its stack is scanned, so the colour is reset here,
+     * with the world stopped (stop 1 used to do it in its own stop). */
+    for (gc_thread *t = gc_threads; t; t = t->next)
+        atomic_store_explicit(&t->alloc_black, 0, memory_order_relaxed);
     gc_prepare_sweep();
     ct->s2_end = plat_now_ns();
     gc_start_world();
@@ -529,9 +566,14 @@ static void concurrent_cycle(cycle_times *ct) {
     ct->t_end = ct->s2_end;
 }
 
+/* The trace line (README "The trace line"). Concurrent cycles have one stop: stop 1 is a
+ * handshake (no thread is stopped but one at a time), printed "-" in both the clock and
+ * the cpu fields; the handshake and the stack scans are counted in the mark's clock. With
+ * CGC_STOPTHEWORLD=1 the first number is the whole stop, as before. */
 static void trace_line(const cycle_times *ct) {
     const double ms = 1e6;
     const uint64_t mb = 1024 * 1024;
+    bool stw = gc_opt.stop_the_world;
     uint64_t n = atomic_load_explicit(&cycles, memory_order_relaxed);
     double since = (double)(ct->t_start - start_ns) / 1e9;
     double elapsed = (double)(ct->t_end - start_ns) * (double)plat_ncpu();
@@ -539,12 +581,14 @@ static void trace_line(const cycle_times *ct) {
                              atomic_load_explicit(&assist_ns_total, memory_order_relaxed));
     double share = elapsed > 0 ? 100.0 * gc_cpu / elapsed : 0;
     if (share > 100) share = 100; /* stops count whole; short runs can overshoot */
-    double s1 = (double)(ct->s1_end - ct->s1_req) / ms;
-    double s2 = gc_opt.stop_the_world ? 0 : (double)(ct->s2_end - ct->s2_req) / ms;
-    double mark = gc_opt.stop_the_world ? 0 : (double)(ct->s2_req - ct->s1_end) / ms;
+    char s1[32];
+    if (stw) alloc_fmt(s1, sizeof s1, "%.3f", (double)(ct->s1_end - ct->s1_req) / ms);
+    else alloc_fmt(s1, sizeof s1, "-");
+    double s2 = stw ? 0 : (double)(ct->s2_end - ct->s2_req) / ms;
+    double mark = stw ? 0 : (double)(ct->s2_req - ct->s1_req) / ms;
     char buf[512];
     size_t len = alloc_fmt(buf, sizeof buf,
-        "cgc %llu @%.3fs %.0f%%: %.3f+%.3f+%.3f ms clock, %.3f+%.3f/%.3f/0+%.3f ms cpu, "
+        "cgc %llu @%.3fs %.0f%%: %s+%.3f+%.3f ms clock, %s+%.3f/%.3f/0+%.3f ms cpu, "
         "%llu->%llu->%llu MB, %llu MB goal, %u T\n",
         (unsigned long long)n, since, share, s1, mark, s2,
         s1, (double)ct->assist_ns / ms, (double)ct->worker_ns / ms, s2,
@@ -554,12 +598,20 @@ static void trace_line(const cycle_times *ct) {
         ct->nthreads);
     plat_write_stderr(buf, len);
     if (gc_opt.trace >= 2) {
+        char first[96];
+        if (stw)
+            alloc_fmt(first, sizeof first, "stop1 %.3f ms to stop + %.3f stopped",
+                      (double)(ct->s1_stopped - ct->s1_req) / ms,
+                      (double)(ct->s1_end - ct->s1_stopped) / ms);
+        else
+            alloc_fmt(first, sizeof first, "no stop1: barrier handshake %.3f ms + stack scans %.3f",
+                      (double)(ct->s1_stopped - ct->s1_req) / ms,
+                      (double)(ct->s1_end - ct->s1_stopped) / ms);
         len = alloc_fmt(buf, sizeof buf,
-            "cgc %llu detail: stop1 %.3f ms to stop + %.3f stopped, stop2 %.3f to stop + %.3f "
+            "cgc %llu detail: %s, stop2 %.3f to stop + %.3f "
             "stopped, %llu thread holds (max %.3f ms), %llu handshake rounds, %llu stop2 retries, "
             "roots %.1f KB, live %.1f MB, %llu objects freed by the last sweep\n",
-            (unsigned long long)n, (double)(ct->s1_stopped - ct->s1_req) / ms,
-            (double)(ct->s1_end - ct->s1_stopped) / ms,
+            (unsigned long long)n, first,
             (double)(ct->s2_stopped - ct->s2_req) / ms, (double)(ct->s2_end - ct->s2_stopped) / ms,
             (unsigned long long)ct->holds, (double)ct->hold_max / ms,
             (unsigned long long)ct->rounds, (unsigned long long)ct->attempts,
@@ -717,7 +769,35 @@ static void triggered(void) {
  * scan work, where the ratio is the work still expected over the bytes left to the goal.
  * Banked background work is claimed first; the rest is marked here, in slices that let a
  * stop in between. */
+/* Bytes this thread allocated during stop 1's handshake (cycle window_cycle), when it could
+ * not assist: they are added to its first assist of the same cycle. */
+static CGC_TLS uint64_t window_bytes, window_cycle;
+
 void gc_assist(uint64_t bytes) {
+    uint64_t cyc = atomic_load_explicit(&trace_cycle_no, memory_order_relaxed);
+    if (!atomic_load_explicit(&mark_open, memory_order_acquire)) {
+        /* Stop 1's handshake is not over: no object may be scanned yet (see mark_open). The
+         * debt is kept for later, and past the goal the thread waits for the handshake, as
+         * it would wait for the markers below, so allocation cannot run away while one
+         * thread is slow to answer. */
+        while (!atomic_load_explicit(&mark_open, memory_order_acquire) &&
+               atomic_load_explicit(&gc_marking, memory_order_relaxed) &&
+               atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) >=
+                   atomic_load_explicit(&gc_goal, memory_order_relaxed)) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+        if (!atomic_load_explicit(&mark_open, memory_order_acquire)) {
+            if (window_cycle != cyc) window_bytes = 0;
+            window_cycle = cyc;
+            window_bytes += bytes;
+            return;
+        }
+    }
+    if (window_bytes) {
+        if (window_cycle == cyc) bytes += window_bytes;
+        window_bytes = 0;
+    }
     uint64_t expected = atomic_load_explicit(&mark_work_expected, memory_order_relaxed);
     uint64_t done = atomic_load_explicit(&mark_work_done, memory_order_relaxed);
     uint64_t heap = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
@@ -740,7 +820,9 @@ void gc_assist(uint64_t bytes) {
     }
     if (debt <= 0 && !over) return;
     uint64_t t0 = plat_now_ns(), slept = 0;
-    while ((debt > 0 || over) && atomic_load_explicit(&gc_marking, memory_order_relaxed)) {
+    /* mark_open, not gc_marking: an assist that began in the last cycle and is still here
+     * must not scan during the next cycle's handshake. */
+    while ((debt > 0 || over) && atomic_load_explicit(&mark_open, memory_order_acquire)) {
         alloc_nostop_enter();
         uint64_t w = gc_mark_some(debt > 0 && debt < (int64_t)SLICE ? (uint64_t)debt : SLICE);
         alloc_nostop_leave();

@@ -129,7 +129,8 @@ typedef struct cgc_stats {
     uint64_t gc_pauses_ns[CGC_STATS_PAUSES]; /* last stops, ring: [gc_stops % 256] is next */
     uint64_t gc_finalizers_run;
     /* concurrent collector (version 3) */
-    uint64_t gc_stops;             /* stops of the world (two per concurrent cycle, one in
+    uint64_t gc_stops;             /* stops of the world (one per concurrent cycle — stop 1
+                                      is a handshake, counted in gc_hold_max_ns —, one in
                                       stop-the-world mode, more if mark termination retried) */
     uint64_t gc_stop_wait_total_ns;/* part of gc_pause_total_ns spent waiting for threads to stop */
     uint64_t gc_stop_wait_max_ns;

@@ -10,11 +10,14 @@
  *   otherwise   saved CGC_TRACE=1 lines (stderr of the program); other lines are ignored:
  *     cgc 7 @1.204s 3%: 0.031+2.4+0.052 ms clock, 0.03+0.8/1.9/0+0.05 ms cpu,
  *         41->44->18 MB, 40 MB goal, 4 T            (one line; see README "The trace line")
+ *     cgc 7 @1.204s 3%: -+2.431+0.052 ms clock, -+0.8/1.9/0+0.05 ms cpu, ...
+ *                       (stop 1 was a handshake that stopped nobody: one stop, stop 2)
  *
  * DEFINITIONS (the README repeats them):
  * - A stop is one interval during which the program's threads were stopped, from the stop
  *   request to the release: in a trace file, a "stop" event, [ts - time_to_stop_us, ts + dur];
- *   from trace lines, stop1 = [@t, @t + s1] and stop2 = [@t + s1 + mark, @t + s1 + mark + s2].
+ *   from trace lines, stop1 = [@t, @t + s1] and stop2 = [@t + s1 + mark, @t + s1 + mark + s2];
+ *   a first field "-" (concurrent cgc: stop 1 is a handshake) means no stop1, s1 = 0.
  * - The trace span [S, E]: trace file: from the earliest timestamp to the latest event end
  *   (metadata excluded; cgc writes a start marker at initialisation and an exit marker);
  *   trace lines: from 0 (collector start) to the end of the last stop.
@@ -105,6 +108,7 @@ static const char *parse_scaled(const char *s, int64_t scale, int64_t *out) {
 /* One CGC_TRACE=1 line; false if it is not one. */
 static bool parse_line(trace *t, const char *s) {
     int64_t cyc, at, pct, s1, mark, s2, cpu, mb[3], goal, threads;
+    bool no_stop1 = false; /* "-": stop 1 was a handshake, not a stop */
     const char *p = s;
 #define EXPECT(lit)                                                                          \
     do {                                                                                     \
@@ -120,13 +124,20 @@ static bool parse_line(trace *t, const char *s) {
     EXPECT("s ");
     NUM(1000, &pct); /* thousandths of a percent, exact */
     EXPECT("%: ");
-    NUM(1000000, &s1);
+    if (p[0] == '-' && p[1] == '+') {
+        no_stop1 = true;
+        s1 = 0;
+        p++;
+    } else {
+        NUM(1000000, &s1);
+    }
     EXPECT("+");
     NUM(1000000, &mark);
     EXPECT("+");
     NUM(1000000, &s2);
     EXPECT(" ms clock, ");
-    NUM(1000000, &cpu);
+    if (no_stop1) EXPECT("-");
+    else NUM(1000000, &cpu);
     EXPECT("+");
     NUM(1000000, &cpu);
     EXPECT("/");
@@ -152,7 +163,7 @@ static bool parse_line(trace *t, const char *s) {
     if (*p) return false;
     const double mib = 1048576.0 / 1e6; /* MB fields are MiB; values above are x 1e6 */
     int64_t stop1_end = at + s1, stop2_start = at + s1 + mark, end = stop2_start + s2;
-    add_stop(t, at, stop1_end, cyc);
+    if (!no_stop1) add_stop(t, at, stop1_end, cyc);
     add_stop(t, stop2_start, end, cyc);
     add_cycle(t, cyc);
     extend_span(t, 0, end);

@@ -226,7 +226,8 @@ enum { GC_ALLOC_BLACK = 1 };
 extern _Atomic unsigned gc_alloc_mode;
 
 /* ---- the barrier (barrier/barrier.c) ------------------------------------------------------ */
-/* Turn the barrier on or off (the world is stopped). */
+/* Turn the barrier on (stop 1: threads running, each held once afterwards) or off (stop 2:
+ * the world is stopped). */
 void gc_barrier_set(bool on);
 /* Empty thread t's barrier buffer into the grey work (t is stopped, or is the caller). */
 void gc_barrier_flush(gc_thread *t);

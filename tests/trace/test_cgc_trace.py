@@ -201,6 +201,34 @@ check("trace lines, --json", json.loads(run("--json", tl).stdout), {
     "max_cycle": 3, "max_at_ns": 501_200_000, "total_stopped_ns": 5_600_000,
     "gc_cpu_share": 0.03, "mmu": {"1ms": 0.0, "10ms": 0.58, "100ms": 0.958}})
 
+# ---- trace lines of concurrent cycles whose stop 1 is a handshake ("-": no stop 1) --------
+# Only stop 2 is a stop: [@t + mark, @t + mark + s2] (ms):
+#   cycle 1 @100: [102.0, 102.15] (0.15)   cycle 2 @300: [305.0, 306.0] (1.0)
+# Sorted: 0.15 1.0: p50 = rank 1 = 0.15; p90 = p99 = max = 1.0 (cycle 2, at 305 ms). Total
+# 1.15 ms; span [0, 306 ms]: 0.376% -> 0.4%. MMU(1 ms) = 0; MMU(10 ms) = 9/10 = 90.0%;
+# MMU(100 ms) = 99/100 = 99.0%.
+hs_lines = """\
+cgc 1 @0.100s 1%: -+2.0+0.150 ms clock, -+1.0/0.5/0+0.15 ms cpu, 4->5->2 MB, 4 MB goal, 3 T
+cgc 1 detail: no stop1: barrier handshake 0.040 ms + stack scans 0.100, not a trace line
+cgc 2 @0.300s 2%: -+5.0+1.000 ms clock, -+3.1/2.0/0.5+1.0 ms cpu, 5->6->3 MB, 5 MB goal, 3 T
+"""
+hl = os.path.join(work, "handshake.trace")
+with open(hl, "w") as f:
+    f.write(hs_lines)
+p = run(hl)
+check("handshake lines, text summary", p.stdout.splitlines(), [
+    f"trace:          {hl} (trace lines), 2 cycles, span 306.000 ms",
+    "stops:          2",
+    "stop p50:       0.150 ms",
+    "stop p90:       1.000 ms",
+    "stop p99:       1.000 ms",
+    "stop max:       1.000 ms (cycle 2, at 305.000 ms)",
+    "total stopped:  1.150 ms (0.4% of the span)",
+    "GC CPU share:   2.0%",
+    "MMU   1 ms:     0.0%",
+    "MMU  10 ms:     90.0%",
+    "MMU 100 ms:     99.0%"])
+
 # ---- bad input gets a clear answer --------------------------------------------------------
 empty = os.path.join(work, "empty.trace")
 open(empty, "w").write("nothing here\n")
