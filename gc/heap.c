@@ -355,17 +355,24 @@ static inline void charge(alloc_cache *c, size_t bytes) {
  * gc_stress under TSan, possible natively too (a reused page's old contents). */
 /* Zero a slot. Most collected objects are a few words (list cells, tree nodes), and a
  * memset call per object was 4% of binary-trees: up to 64 bytes are stored inline (every
- * class size is a multiple of 16). The attribute keeps gcc from turning the loop back into
- * a memset call. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
-#endif
+ * class size is a multiple of 16). Straight-line stores, not a loop: gcc turns a zeroing
+ * loop back into a memset call. */
 static inline void zero_slot(uintptr_t p, size_t n) {
     if (CGC_LIKELY(n <= 64)) {
         uint64_t *w = (uint64_t *)p;
-        for (size_t i = 0; i < n / 8; i += 2) {
-            w[i] = 0;
-            w[i + 1] = 0;
+        w[0] = 0;
+        w[1] = 0;
+        if (n > 16) {
+            w[2] = 0;
+            w[3] = 0;
+            if (n > 32) {
+                w[4] = 0;
+                w[5] = 0;
+                if (n > 48) {
+                    w[6] = 0;
+                    w[7] = 0;
+                }
+            }
         }
     } else {
         memset((void *)p, 0, n);
