@@ -1,20 +1,24 @@
 /* gc/cycle.c — the collection cycle, pacing, finalizers, weak handles, statistics.
  *
- * A cycle (this version: marking with the world stopped; DESIGN §3.1 makes it concurrent):
- *   1. sweep termination: finish sweeping the previous cycle (no thread is stopped);
- *   2. inside a dl_iterate_phdr callback (the loader lock is held: no dlopen can be caught
- *      half-way), take gc_threads_lock and the roots lock, stop the world;
- *   3. mark from the roots, drain; queue the finalizers of unmarked objects and mark from
- *      them (they live one more cycle); clear weak handles whose target is unmarked;
- *      optionally verify the marking (CGC_CHECKMARK);
- *   4. reset the pacer from the marked bytes; put every collected span up for sweeping;
- *   5. restart the world; wake the background sweeper and the finalizer thread.
+ * Two ways to run a cycle (the state machine of the concurrent one is described above
+ * concurrent_cycle below):
+ *   - concurrent (the default, DESIGN §3.1), on a coordinator thread: sweep termination;
+ *     a ragged handshake that turns the barrier on (no stop); each thread's stack scanned
+ *     with that thread alone held; concurrent marking (background worker + assists);
+ *     handshake rounds that empty the barrier buffers; one short stop (mark termination);
+ *     concurrent sweeping;
+ *   - stop-the-world (CGC_STOPTHEWORLD=1, and the Boehm mode): sweep termination, then
+ *     inside a dl_iterate_phdr callback (the loader lock is held: no dlopen can be caught
+ *     half-way) stop the world, mark from the roots with the parallel markers, queue
+ *     finalizers, clear weak handles, (checkmark), set the goal, put the spans up for
+ *     sweeping, restart.
  * Nothing done while stopped allocates from the heap being collected.
  *
- * Pacing v1: the goal is live * (1 + gc_percent/100) (at least 4 MiB), lowered to the soft
- * memory limit; allocation adds to gc_heap_bytes (in 64 KiB batches per thread) and the
- * allocating thread runs a cycle when it passes the goal. CGC_HEAP_MAX is a hard cap: an
- * allocation that would pass it collects first and fails with ENOMEM if it still would.
+ * Pacing (DESIGN §3.5): the goal is live * (1 + gc_percent/100) + roots' share (at least
+ * 4 MiB), lowered to the soft memory limit; the trigger comes from the last cycle's
+ * allocation per unit of scan work, clamped to 70-95% of the runway. Allocation adds to
+ * gc_heap_bytes in 64 KiB batches per thread. CGC_HEAP_MAX is a hard cap: an allocation
+ * that would pass it collects first and fails with ENOMEM if it still would.
  */
 #include "cgc/gc.h"
 #include "cgc/trace.h"
