@@ -835,7 +835,8 @@ void gc_assist(uint64_t bytes) {
         }
     }
     if (debt <= 0 && !over) return;
-    uint64_t t0 = plat_now_ns(), slept = 0;
+    uint64_t t0 = plat_now_ns(), slept = 0, seg = t0;
+    bool traced = trace_file_enabled(), worked = false; /* worked: in this trace segment */
     /* mark_open, not gc_marking: an assist that began in the last cycle and is still here
      * must not scan during the next cycle's handshake. */
     while ((debt > 0 || over) && atomic_load_explicit(&mark_open, memory_order_acquire)) {
@@ -847,15 +848,20 @@ void gc_assist(uint64_t bytes) {
             /* the last work is in another marker's hands: wait without taking its CPU */
             struct timespec ts = {0, 50000};
             uint64_t z = plat_now_ns();
+            /* The trace's assist spans are GC CPU (cgc-trace sums them): the wait is not. */
+            if (traced && worked) trace_span(trace_cycle_no, "assist", "assist", seg, z);
+            worked = false;
             nanosleep(&ts, NULL);
-            slept += plat_now_ns() - z; /* waiting is not GC CPU */
+            seg = plat_now_ns();
+            slept += seg - z; /* waiting is not GC CPU */
             continue;
         }
         atomic_fetch_add_explicit(&mark_work_done, w, memory_order_relaxed);
         debt -= (int64_t)w;
+        worked = true;
     }
     uint64_t t1 = plat_now_ns(), d = t1 - t0 - slept;
-    if (trace_file_enabled()) trace_span(trace_cycle_no, "assist", "assist", t0, t1);
+    if (traced && worked) trace_span(trace_cycle_no, "assist", "assist", seg, t1);
     atomic_fetch_add_explicit(&assist_ns_total, d, memory_order_relaxed);
     atomic_fetch_add_explicit(&cycle_assist_ns, d, memory_order_relaxed);
 }
