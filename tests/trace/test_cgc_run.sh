@@ -55,5 +55,30 @@ cycles=$(sed -n 's/^cycles \([0-9]*\) .*/\1/p' d.out)
 grep -q "\"cycles\":$cycles," d.summary || bad "cgc-trace counts other cycles than the program ($cycles): $(cat d.summary)"
 [ "${cycles:-0}" -gt 0 ] || bad "trace_demo collected nothing"
 
-[ $fail = 0 ] && echo "cgc-run: options, errors, python and a collected-heap program traced"
+# --bdw: a program linked against the Boehm GC's libgc.so.1 runs on libcgc-bdw.so (found in
+# the build tree, and through a private directory when given elsewhere with --lib).
+expect_error "--leaks is for cgc as malloc" --bdw --leaks report -- true
+got=$("$run" --bdw -- sh -c 'echo "${LD_PRELOAD:-none}|$LD_LIBRARY_PATH"')
+first=${got#none|}
+first=${first%%:*}
+bdwlib=$(readlink -f "$first/libgc.so.1")
+case $got in
+    "none|"/*) [ "${bdwlib##*/}" = libcgc-bdw.so ] ||
+                   bad "--bdw: libgc.so.1 in '$first' is '$bdwlib', not libcgc-bdw.so" ;;
+    *) bad "--bdw: the program saw '$got' (nothing may be preloaded; LD_LIBRARY_PATH first)" ;;
+esac
+if command -v guile >/dev/null 2>&1; then
+    got=$(CGC_STATS=1 "$run" --bdw -- guile --no-auto-compile -c \
+          '(display (length (let loop ((i 0) (l (quote ()))) (if (= i 300000) l (loop (+ i 1) (cons i l))))))' 2>g.err)
+    [ "$got" = 300000 ] || bad "guile under cgc-run --bdw printed '$got': $(cat g.err)"
+    grep -q "cgc: stats: collector: [1-9]" g.err || bad "guile did not collect on cgc: $(cat g.err)"
+    mkdir -p other && cp "$bdwlib" other/ &&
+    got=$(CGC_STATS=1 "$run" --bdw --lib other/libcgc-bdw.so -- guile --no-auto-compile -c '(display 7)' 2>g2.err)
+    [ "$got" = 7 ] && grep -q "cgc: stats: pid" g2.err || bad "guile with --bdw --lib other/...: '$got' $(cat g2.err)"
+else
+    echo "cgc-run: guile is not installed: --bdw checked without a Boehm-GC program"
+fi
+
+[ $fail = 0 ] && echo "cgc-run: options, errors, python, a collected-heap program traced, --bdw"
+
 exit $fail
