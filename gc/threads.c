@@ -112,7 +112,14 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv) {
     (void)si;
     int saved = errno;
     gc_thread *t = self_for_signal();
-    if (t && stop_owed(t)) {
+    /* A thread inside a blocking region has acknowledged already: the collector holds it
+     * by CAS and scans the state it saved at cgc_blocking_enter. Parking here would rewrite
+     * that state (registers, stack pointer, regs_from_jb) under the scan — possible when the
+     * signal lands just after the region was entered, and often under ThreadSanitizer, which
+     * delivers a signal only when the intercepted call returns (gc_stress under TSan caught
+     * park racing scan_thread during a handshake hold). Only this thread moves itself out
+     * of RUNNING, so the load cannot go stale while the handler runs. */
+    if (t && stop_owed(t) && atomic_load_explicit(&t->state, memory_order_acquire) == GC_RUNNING) {
         if (alloc_tls_nostop > 0) {
             alloc_tls_stop_deferred = 1; /* park on leaving the region */
         } else {
