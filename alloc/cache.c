@@ -282,6 +282,12 @@ void alloc_cache_free_slow(alloc_cache *c, alloc_span *s) {
 
 void alloc_remote_free(alloc_span *s, void *p, uint32_t idx) {
     void **blk = p;
+    /* The class, read while the span is certainly alive: until our bit is collected, our
+     * block counts as used. Once the bit is set, another thread (a dying owner abandoning
+     * the span) may collect it, find the span empty and give it back to the page heap,
+     * which rewrites its fields — s->sizeclass among them (TSan: alloc_central_collect
+     * reading it against free_coalesce writing it). */
+    unsigned cls = s->sizeclass;
     if (idx >= atomic_load_explicit(&s->bump, memory_order_relaxed) ||
         blk[1] == (void *)alloc_freed_tag(p)) {
         /* Never handed out, or tagged free: on the owner's free list (we cannot walk it from
@@ -301,9 +307,9 @@ void alloc_remote_free(alloc_span *s, void *p, uint32_t idx) {
     else atomic_fetch_add_explicit(&alloc_orphan_nremote, 1, memory_order_relaxed);
     if (atomic_fetch_add_explicit(&s->remote_n, 1, memory_order_seq_cst) != 0) return;
     alloc_cache *owner = atomic_load_explicit(&s->owner, memory_order_seq_cst);
-    if (owner == NULL) alloc_central_collect(s);
+    if (owner == NULL) alloc_central_collect(s, cls);
     else if (atomic_load_explicit(&s->full, memory_order_seq_cst))
-        atomic_fetch_add_explicit(&owner->notify[s->sizeclass], 1, memory_order_release);
+        atomic_fetch_add_explicit(&owner->notify[cls], 1, memory_order_release);
 }
 
 /* ---- cache lifetime -------------------------------------------------------------------- */

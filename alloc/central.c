@@ -77,11 +77,16 @@ void alloc_central_abandon(alloc_span *s) {
     alloc_unlock(&ce->lock);
 }
 
-void alloc_central_collect(alloc_span *s) {
-    alloc_central *ce = &alloc_centrals[s->sizeclass];
+void alloc_central_collect(alloc_span *s, unsigned cls) {
+    alloc_central *ce = &alloc_centrals[cls];
     alloc_lock(&ce->lock);
-    /* Adopted meanwhile: the adopter's collect (after its owner store) saw our free. */
-    if (atomic_load_explicit(&s->owner, memory_order_acquire) != NULL || !s->on_central) {
+    /* Adopted meanwhile: the adopter's collect (after its owner store) saw our free. Or
+     * never on a central list: a dying owner's abandon collected our free and gave the
+     * empty span back to the page heap (then the struct may already serve another span:
+     * on_central is checked before anything else of it is read, and a central span of
+     * another class is left alone — its lock is not the one we hold). */
+    if (atomic_load_explicit(&s->owner, memory_order_acquire) != NULL || !s->on_central ||
+        s->sizeclass != cls) {
         alloc_unlock(&ce->lock);
         return;
     }

@@ -277,7 +277,7 @@ alloc_span *alloc_central_adopt(unsigned c, struct alloc_cache *owner);
 /* Give an owned span to the central list (thread exit). The caller is its owner. */
 void alloc_central_abandon(alloc_span *s);
 /* A remote free found the span unowned: collect its pending frees under the lock. */
-void alloc_central_collect(alloc_span *s);
+void alloc_central_collect(alloc_span *s, unsigned cls); /* cls: read while s was alive */
 /* A thread frees into an unowned span: make it the owner (mimalloc's reclaim-on-free), so
  * this and later frees into the span are local. False if someone else got it first. */
 bool alloc_central_claim(alloc_span *s, struct alloc_cache *c);
