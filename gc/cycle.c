@@ -781,6 +781,29 @@ static void triggered(void) {
     gc_final_wake();
 }
 
+/* A thread past the goal before the mark can take its help — the cycle asked for but not
+ * begun (the coordinator has not got a CPU, or is in sweep termination), or stop 1's
+ * handshake not over (nothing may be scanned until mark_open) — waits until scanning opens,
+ * the cycle it saw ends, or the heap is back under its goal; assists take over from there.
+ * Without this nothing paced that window, and a loaded machine let allocation run far past
+ * the goal (the 100x-live test saw 225 MB for a 32 MB goal at load 8). Go's allocating
+ * goroutine starts the cycle itself for the same reason. In a blocking region: no stop or
+ * hold waits for this thread. Bounded (~1 s), as a safety net, not a promise. */
+static void wait_for_mark_open(void) {
+    uint64_t seen = atomic_load_explicit(&cycles, memory_order_acquire);
+    cgc_blocking_enter();
+    for (unsigned i = 0; i < 20000; i++) {
+        if (atomic_load_explicit(&mark_open, memory_order_acquire) ||
+            atomic_load_explicit(&cycles, memory_order_acquire) != seen ||
+            atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) <
+                atomic_load_explicit(&gc_goal, memory_order_relaxed))
+            break;
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+    }
+    cgc_blocking_leave();
+}
+
 /* Assists (DESIGN §3.5): while marking, each allocated byte costs assist_ratio bytes of
  * scan work, where the ratio is the work still expected over the bytes left to the goal.
  * Banked background work is claimed first; the rest is marked here, in slices that let a
@@ -794,15 +817,10 @@ void gc_assist(uint64_t bytes) {
     if (!atomic_load_explicit(&mark_open, memory_order_acquire)) {
         /* Stop 1's handshake is not over: no object may be scanned yet (see mark_open). The
          * debt is kept for later, and past the goal the thread waits for the handshake, as
-         * it would wait for the markers below, so allocation cannot run away while one
-         * thread is slow to answer. */
-        while (!atomic_load_explicit(&mark_open, memory_order_acquire) &&
-               atomic_load_explicit(&gc_marking, memory_order_relaxed) &&
-               atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) >=
-                   atomic_load_explicit(&gc_goal, memory_order_relaxed)) {
-            struct timespec ts = {0, 50000};
-            nanosleep(&ts, NULL);
-        }
+         * it would wait for the markers below. */
+        if (atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) >=
+            atomic_load_explicit(&gc_goal, memory_order_relaxed))
+            wait_for_mark_open();
         if (!atomic_load_explicit(&mark_open, memory_order_acquire)) {
             if (window_cycle != cyc) window_bytes = 0;
             window_cycle = cyc;
@@ -866,28 +884,6 @@ void gc_assist(uint64_t bytes) {
     atomic_fetch_add_explicit(&cycle_assist_ns, d, memory_order_relaxed);
 }
 
-/* Past the goal, a cycle asked for, and its mark not begun yet (the coordinator has not got
- * a CPU, or is still in sweep termination or stop 1): wait until it marks — assists take
- * over from there — or the heap is back under its goal. Without this a loaded machine let
- * allocation run far past the goal (the 100x-live test saw 225 MB for a 32 MB goal at load
- * 8), as nothing paces a thread between the trigger and the mark's start. Go's allocating
- * goroutine starts the cycle itself for the same reason. In a blocking region: no stop
- * waits for this thread. Bounded (~1 s), as a safety net, not a promise. */
-static void wait_for_mark_start(void) {
-    uint64_t seen = atomic_load_explicit(&cycles, memory_order_acquire);
-    cgc_blocking_enter();
-    for (unsigned i = 0; i < 20000; i++) {
-        if (atomic_load_explicit(&gc_marking, memory_order_acquire) ||
-            atomic_load_explicit(&cycles, memory_order_acquire) != seen ||
-            atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed) <
-                atomic_load_explicit(&gc_goal, memory_order_relaxed))
-            break;
-        struct timespec ts = {0, 50000};
-        nanosleep(&ts, NULL);
-    }
-    cgc_blocking_leave();
-}
-
 void gc_account(uint64_t bytes) {
     uint64_t now = atomic_fetch_add_explicit(&gc_heap_bytes, bytes, memory_order_relaxed) + bytes;
     if (trace_file_enabled()) /* the heap-in-use track between cycles (at most every ms) */
@@ -903,7 +899,7 @@ void gc_account(uint64_t bytes) {
          * cycle up, so help finish it. */
         if (!gc_opt.stop_the_world && now >= atomic_load_explicit(&gc_goal, memory_order_relaxed)) {
             gc_finish_sweep();
-            wait_for_mark_start();
+            wait_for_mark_open();
         }
     }
 }
