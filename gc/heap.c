@@ -414,11 +414,9 @@ static alloc_span *new_span(unsigned kind, unsigned cls) {
     }
     /* Bits first, kind last: a concurrent marker that finds the span by a stale pointer
      * must not read the previous life's bitmap as this one's. */
-    for (unsigned w = 0; w < ALLOC_BITMAP_WORDS; w++) {
+    for (unsigned w = 0; w < ALLOC_BITMAP_WORDS; w++)
         atomic_store_explicit(&s->gcbits[w].alloc, 0, memory_order_relaxed);
-        atomic_store_explicit(&s->gcbits[w].mark, 0, memory_order_relaxed);
-    }
-    memset((void *)marks, 0, ALLOC_MAX_NELEMS);
+    memset((void *)marks, 0, ALLOC_MAX_NELEMS); /* (the mark words serve large spans only) */
     atomic_thread_fence(memory_order_release);
     alloc_span_set_class(s, cls, kind);
     s->free = NULL;
