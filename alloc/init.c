@@ -253,11 +253,12 @@ void cgc_print_stats(void) {
     if (st.gc_cycles > 0 && n < sizeof buf) {
         n += alloc_fmt(buf + n, sizeof buf - n,
             "cgc: stats: collector: %llu cycles, live %.1f MiB, heap %.1f MiB, goal %.1f MiB, "
-            "%llu objects freed, %llu finalizers run, stops %.3f ms total, %.3f ms max\n",
+            "%llu objects freed, %llu finalizers run, stops %.3f ms total, %.3f ms max, "
+            "single-thread holds %.3f ms max (%.3f ms after the thread answered)\n",
             (unsigned long long)st.gc_cycles, st.gc_live_bytes / mib, st.gc_heap_bytes / mib,
             st.gc_goal_bytes / mib, (unsigned long long)st.gc_freed_total,
             (unsigned long long)st.gc_finalizers_run, st.gc_pause_total_ns / 1e6,
-            st.gc_pause_max_ns / 1e6);
+            st.gc_pause_max_ns / 1e6, st.gc_hold_max_ns / 1e6, st.gc_hold_held_max_ns / 1e6);
     }
     if ((st.leak_cycles > 0 || st.leak_cycles_given_up > 0) && n < sizeof buf) {
         n += alloc_fmt(buf + n, sizeof buf - n,

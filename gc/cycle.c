@@ -224,7 +224,7 @@ static void compute_goal(void) {
 }
 
 /* ---- statistics of stops ---------------------------------------------------------------------- */
-static uint64_t stops, stop_wait_total, stop_wait_max, hold_max;
+static uint64_t stops, stop_wait_total, stop_wait_max, hold_max, hold_held_max;
 
 /* One stop of the world: requested at t_req, every thread stopped at t_stopped, restarted
  * at t_end. The pause is t_end - t_req (a thread that stopped first waited that long). */
@@ -254,6 +254,7 @@ typedef struct cycle_times {
     uint64_t prev_freed;       /* objects the previous cycle's sweep reclaimed (complete by now) */
     uint64_t heap_before, heap_marked;
     uint64_t holds, hold_max;  /* single-thread stops: stack scans and handshakes */
+    uint64_t hold_held_max;    /* the longest hold's part after the thread answered */
     uint64_t rounds, attempts; /* handshake rounds; final stops that found work and resumed */
     uint64_t worker_ns, assist_ns, stw_mark_ns;
     unsigned nthreads;
@@ -328,7 +329,7 @@ static int stw_cb(struct dl_phdr_info *info, size_t size, void *arg) {
  * again — on the shared machine, for a whole scheduler tick. */
 static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
     uint64_t t0 = plat_now_ns();
-    gc_hold_thread(t);
+    uint64_t wait = gc_hold_thread(t);
     if (scan) {
         gc_scan_thread(t);
         atomic_store_explicit(&t->alloc_black, 1, memory_order_relaxed);
@@ -338,6 +339,10 @@ static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
     gc_start_world();
     ct->holds++;
     if (d > ct->hold_max) ct->hold_max = d;
+    /* What the held thread itself lost: from its answer to the release. The wait before
+     * the answer is the thread not yet running its handler — on a busy machine, off its
+     * CPU for a scheduler tick — and delays the collector, not the thread. */
+    if (d - wait > ct->hold_held_max) ct->hold_held_max = d - wait;
 }
 
 /* Objects may be scanned (turned black): set once every thread has been held after the
@@ -621,11 +626,11 @@ static void trace_line(const cycle_times *ct) {
                       (double)(ct->s1_end - ct->s1_stopped) / ms);
         len = alloc_fmt(buf, sizeof buf,
             "cgc %llu detail: %s, stop2 %.3f to stop + %.3f "
-            "stopped, %llu thread holds (max %.3f ms), %llu handshake rounds, %llu stop2 retries, "
+            "stopped, %llu thread holds (max %.3f ms, %.3f held), %llu handshake rounds, %llu stop2 retries, "
             "roots %.1f KB, live %.1f MB, %llu objects freed by the last sweep\n",
             (unsigned long long)n, first,
             (double)(ct->s2_stopped - ct->s2_req) / ms, (double)(ct->s2_end - ct->s2_stopped) / ms,
-            (unsigned long long)ct->holds, (double)ct->hold_max / ms,
+            (unsigned long long)ct->holds, (double)ct->hold_max / ms, (double)ct->hold_held_max / ms,
             (unsigned long long)ct->rounds, (unsigned long long)ct->attempts,
             (double)gc_roots_bytes_last / 1024.0, (double)live_after_mark / (double)mb,
             (unsigned long long)ct->prev_freed);
@@ -660,6 +665,8 @@ static void run_cycle(bool forced) {
     atomic_fetch_add_explicit(&worker_ns_total, ct.worker_ns, memory_order_relaxed);
     ct.assist_ns = atomic_load_explicit(&cycle_assist_ns, memory_order_relaxed);
     if (ct.hold_max > hold_max) __atomic_store_n(&hold_max, ct.hold_max, __ATOMIC_RELAXED);
+    if (ct.hold_held_max > hold_held_max)
+        __atomic_store_n(&hold_held_max, ct.hold_held_max, __ATOMIC_RELAXED);
     atomic_store_explicit(&cycles, trace_cycle_no, memory_order_release);
     if (gc_opt.trace) trace_line(&ct);
     /* ---- trace file (CGC_TRACE_FILE, gc/tracefile.c): the stops were recorded as they
@@ -998,6 +1005,7 @@ static void fill_stats(cgc_stats *st) {
     st->gc_stop_wait_total_ns = __atomic_load_n(&stop_wait_total, __ATOMIC_RELAXED);
     st->gc_stop_wait_max_ns = __atomic_load_n(&stop_wait_max, __ATOMIC_RELAXED);
     st->gc_hold_max_ns = __atomic_load_n(&hold_max, __ATOMIC_RELAXED);
+    st->gc_hold_held_max_ns = __atomic_load_n(&hold_held_max, __ATOMIC_RELAXED);
     st->gc_assist_ns = atomic_load_explicit(&assist_ns_total, memory_order_relaxed);
     st->gc_worker_ns = atomic_load_explicit(&worker_ns_total, memory_order_relaxed);
 }

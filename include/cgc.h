@@ -98,7 +98,7 @@ CGC_API cgc_weak *cgc_weak_new(void *obj); /* the handle is itself collected */
 CGC_API void *cgc_weak_get(const cgc_weak *w);
 
 /* ---- statistics ----------------------------------------------------------------------- */
-#define CGC_STATS_VERSION 3
+#define CGC_STATS_VERSION 4
 #define CGC_STATS_PAUSES 256
 typedef struct cgc_stats {
     uint32_t version;          /* CGC_STATS_VERSION of the library that filled it */
@@ -144,6 +144,10 @@ typedef struct cgc_stats {
     uint64_t leak_freed_blocks;    /* lost blocks freed since start (CGC_LEAKS=collect) */
     uint64_t leak_freed_bytes;
     uint64_t leak_cycles_given_up; /* checks abandoned (a thread could not be stopped) */
+    /* version 4 */
+    uint64_t gc_hold_held_max_ns;  /* longest part of a hold after the thread answered: what
+                                      a held thread itself lost (gc_hold_max_ns includes the
+                                      wait for it to run its handler) */
 } cgc_stats;
 CGC_API void cgc_get_stats(cgc_stats *out);
 /* Print the statistics (one block of lines) to stderr. CGC_STATS=1 does this at exit. */

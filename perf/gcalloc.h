@@ -124,8 +124,10 @@ static inline void ga_report(void)
     cgc_stats st;
     cgc_get_stats(&st);
     fprintf(stderr, "gcstats variant=cgc cycles=%llu pause_total_ms=%.3f pause_max_ms=%.3f "
-            "live_mb=%.1f\n", (unsigned long long)st.gc_cycles, st.gc_pause_total_ns / 1e6,
-            st.gc_pause_max_ns / 1e6, st.gc_live_bytes / 1048576.0);
+            "live_mb=%.1f hold_max_ms=%.3f hold_held_max_ms=%.3f\n",
+            (unsigned long long)st.gc_cycles, st.gc_pause_total_ns / 1e6,
+            st.gc_pause_max_ns / 1e6, st.gc_live_bytes / 1048576.0, st.gc_hold_max_ns / 1e6,
+            st.gc_hold_held_max_ns / 1e6);
 }
 
 /* ---- Boehm GC ------------------------------------------------------------------------- */
