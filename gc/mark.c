@@ -93,6 +93,26 @@ static void push(uintptr_t base, size_t len, uint8_t kind) {
     b->e[b->n++] = (gc_work){base, len, kind};
 }
 
+/* A span's kind, read by a marker while an allocating thread may be setting the span up
+ * (written with a release store once the span is published). */
+static inline uint8_t span_kind(const alloc_span *s) { return __atomic_load_n(&s->kind, __ATOMIC_ACQUIRE); }
+
+/* Queue a marked object for scanning. A TYPED1 object's entry carries its span's type in
+ * place of its length (the span was just looked up here; finding it again at scan time was a
+ * second page-map walk per object, on the hottest path of a typed heap). The alloc bit was
+ * seen (acquire) after the type was set, so the type read here is the object's. */
+static inline void push_object(const alloc_span *s, uintptr_t base, size_t size) {
+    uint8_t kind = span_kind(s);
+    if (kind == ALLOC_KIND_GC_LEAF) return;
+    if (kind == ALLOC_KIND_GC_TYPED1) {
+        const void *t = s->gctype;
+        if (t == NULL) return; /* nothing stored yet */
+        push(base, (size_t)(uintptr_t)t, kind);
+        return;
+    }
+    push(base, size, kind);
+}
+
 /* Take work: from the local buffer, else a full buffer from the pool; false when marking
  * is complete. */
 static bool pop(gc_work *out) {
@@ -141,9 +161,6 @@ void gc_mark_reset_cache(void) { last_len = 0; }
 static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base, size_t *size,
                              alloc_span **span);
 
-/* A span's kind, read by a marker while an allocating thread may be setting the span up
- * (written with a release store once the span is published). */
-static inline uint8_t span_kind(const alloc_span *s) { return __atomic_load_n(&s->kind, __ATOMIC_ACQUIRE); }
 
 /* alloc_slot_index for the marker's lookup (object_in: only after the kind was loaded). */
 static inline uint32_t mark_slot_index(const alloc_span *s, uintptr_t p) {
@@ -316,9 +333,7 @@ static inline void shade_at(uintptr_t p, bool cached) {
         if (!mark_object(s, base)) return;
         local_marked += size;
     }
-    uint8_t kind = span_kind(s);
-    if (kind == ALLOC_KIND_GC_LEAF) return;
-    push(base, size, kind);
+    push_object(s, base, size);
 }
 
 static inline void shade(uintptr_t p) { shade_at(p, true); }
@@ -408,22 +423,24 @@ GC_SCAN_NO_SANITIZE static void scan_typed(uintptr_t base) {
     scan_elements(t, base + GC_HEADER, h->count);
 }
 
-/* One object of a TYPED1 span: the type is the span's. */
-static void scan_typed1(uintptr_t base) {
-    alloc_span *s = alloc_span_of((const void *)base);
-    if (s && s->gctype) {
-        /* bdw: a Boehm kind's object is scanned by its descriptor (gc/bdw_kinds.c) */
-        if (CGC_UNLIKELY(((const cgc_type *)s->gctype)->nwords == GC_BDW_TYPE)) {
-            gc_bdw_scan_hook(s->gctype, base);
-            return;
-        }
-        scan_elements(s->gctype, base, 1);
+/* One object of a TYPED1 span, of its span's type t (push_object). */
+static void scan_typed1(const cgc_type *t, uintptr_t base) {
+    /* bdw: a Boehm kind's object is scanned by its descriptor (gc/bdw_kinds.c) */
+    if (CGC_UNLIKELY(t->nwords == GC_BDW_TYPE)) {
+        gc_bdw_scan_hook(t, base);
+        return;
     }
+    scan_elements(t, base, 1);
+}
+
+/* Bytes a work entry stands for (the pacer's and the concurrent budget's unit). */
+static inline size_t work_len(const gc_work *w) {
+    return w->kind == ALLOC_KIND_GC_TYPED1 ? ((const cgc_type *)w->len)->size : w->len;
 }
 
 static inline void scan_one(const gc_work *w) {
     if (w->kind == ALLOC_KIND_GC_TYPED) scan_typed(w->base);
-    else if (w->kind == ALLOC_KIND_GC_TYPED1) scan_typed1(w->base);
+    else if (w->kind == ALLOC_KIND_GC_TYPED1) scan_typed1((const cgc_type *)w->len, w->base);
     else if (w->len > CHUNK) gc_mark_range(w->base, w->base + w->len);
     else scan_words(w->base, w->base + w->len);
 }
@@ -498,7 +515,8 @@ static uint64_t scan_loop(bool concurrent, uint64_t budget) {
         head = (head + 1) % PREFETCH_DEPTH;
         count--;
         scan_one(&w);
-        done += concurrent ? w.len + 64 : w.len; /* concurrent: tiny objects count too */
+        size_t len = work_len(&w);
+        done += concurrent ? len + 64 : len; /* concurrent: tiny objects count too */
         if (++since_share == 64) {
             since_share = 0;
             maybe_share(concurrent);
@@ -659,8 +677,8 @@ void gc_mark_contents(uintptr_t p) {
     uintptr_t base;
     size_t size;
     alloc_span *s;
-    if (!find_object(p, &base, &size, &s) || s->kind == ALLOC_KIND_GC_LEAF) return;
-    push(base, size, s->kind);
+    if (!find_object(p, &base, &size, &s)) return;
+    push_object(s, base, size);
 }
 
 bool gc_mark_only(uintptr_t p) {
