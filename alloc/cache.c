@@ -56,7 +56,11 @@ static void bin_init(alloc_bin *b, unsigned cls) {
 void alloc_cache_init(alloc_cache *c) {
     for (unsigned i = 0; i < ALLOC_NCLASSES; i++) {
         bin_init(&c->bins[i], i);
-        for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) c->gc_cur[k][i] = &alloc_empty_span;
+        for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
+            c->gc_cur[k][i] = &alloc_empty_span;
+            c->gc_free[k][i] = 0;
+            c->gc_word[k][i] = 0;
+        }
         atomic_store_explicit(&c->notify[i], 0, memory_order_relaxed);
     }
 }

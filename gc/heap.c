@@ -160,11 +160,14 @@ static uint32_t count_allocated(const alloc_span *s);
 
 /* Take every current span from cache c: for sweeping (unswept), or, swept already, to the
  * partial or full list. */
+static inline void batch_release(alloc_cache *c, unsigned k, unsigned cls);
+
 static void give_back(alloc_cache *c, bool unswept) {
     for (unsigned k = 0; k < ALLOC_GC_KINDS; k++) {
         for (unsigned cls = 1; cls < ALLOC_NCLASSES; cls++) {
             alloc_span *s = c->gc_cur[k][cls];
             if (s == &alloc_empty_span) continue;
+            batch_release(c, k, cls);
             c->gc_cur[k][cls] = &alloc_empty_span;
             gc_central *ce = &centrals[k][cls];
             alloc_span_list *to = unswept ? &ce->unswept
@@ -400,6 +403,86 @@ static inline uint32_t take_slot(alloc_span *s) {
     return UINT32_MAX;
 }
 
+/* ---- Batches ---------------------------------------------------------------------------------
+ * A thread takes the free slots of its current span a batch at a time: the free slots one
+ * bitmap word offers from the free index, at most BATCH_BYTES of them, are zeroed (a memset
+ * per run of adjacent slots) and published allocated with one release store; the cache then
+ * hands them out from a mask (gc_free), a ctz and a clear per object. Taking slots one at a
+ * time meant a bitmap search, a zeroing store that missed the cache (a collected heap cycles
+ * through its whole goal between reuses of a slot) and two stores to the span per object: 29%
+ * of GCBench's CPU. The batch's memset streams, and leaves the slots in cache for their turn.
+ * Invariant: gc_free[k][cls] names slots of gc_cur[k][cls] in word gc_word[k][cls] only; it is
+ * emptied (batch_release) before gc_cur[k][cls] changes or the span leaves the cache. A slot
+ * claimed and not yet handed out is allocated, white and zero: a marker that reaches it by a
+ * stale pointer scans zeros; once handed out it is born black if the thread allocates black
+ * (as before). [owner, nostop — or the owner stopped] */
+#define BATCH_BYTES 2048u
+
+static inline void batch_release(alloc_cache *c, unsigned k, unsigned cls) {
+    uint64_t m = c->gc_free[k][cls];
+    if (m == 0) return;
+    c->gc_free[k][cls] = 0;
+    /* Free again: a marker that saw them allocated saw zeros; the next claim zeroes them
+     * before it publishes them. (The free index stays past them until the span's next
+     * turn: a few slots of one word.) */
+    atomic_fetch_and_explicit(&c->gc_cur[k][cls]->gcbits[c->gc_word[k][cls]].alloc, ~m,
+                              memory_order_relaxed);
+}
+
+/* Claim the next batch of s, the cache's current span of (k, cls), whose batch is empty.
+ * False when s has no free slot left. */
+static bool batch_claim(alloc_cache *c, unsigned k, unsigned cls, alloc_span *s) {
+    uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
+    size_t sz = s->elem_size;
+    /* (sz is 0 in alloc_empty_span, which has no slot) */
+    unsigned maxn = sz >= BATCH_BYTES || sz == 0 ? 1 : (unsigned)(BATCH_BYTES / sz);
+    while (fi < s->nelems) {
+        unsigned w = fi >> 6;
+        uint64_t a = atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed);
+        uint64_t freebits = ~a & (~(uint64_t)0 << (fi & 63));
+        if (s->nelems - ((uint32_t)w << 6) < 64) /* the last word: no slot past nelems */
+            freebits &= ((uint64_t)1 << (s->nelems - ((uint32_t)w << 6))) - 1;
+        if (freebits == 0) {
+            fi = (uint32_t)(w + 1) << 6;
+            continue;
+        }
+        uint64_t take = freebits;
+        if ((unsigned)__builtin_popcountll(take) > maxn) { /* the lowest maxn free slots */
+            take = 0;
+            for (unsigned i = 0; i < maxn; i++) {
+                take |= freebits & -freebits;
+                freebits &= freebits - 1;
+            }
+        }
+        uintptr_t base = s->start + ((size_t)w << 6) * sz;
+        for (uint64_t t = take; t;) {
+            unsigned lo = (unsigned)__builtin_ctzll(t);
+            uint64_t run = t >> lo;
+            unsigned len = run == ~(uint64_t)0 >> lo ? 64 - lo : (unsigned)__builtin_ctzll(~run);
+            if (len == 1) zero_slot(base + lo * sz, sz);
+            else memset((void *)(base + lo * sz), 0, len * sz);
+            t &= len + lo >= 64 ? 0 : ~(uint64_t)0 << (lo + len);
+        }
+        /* Zeroed first, then published (take_slot's rule: a marker that finds a slot by a
+         * stale pointer must not scan its previous life). */
+        atomic_store_explicit(&s->gcbits[w].alloc, a | take, memory_order_release);
+        atomic_store_explicit(&s->bump, ((uint32_t)w << 6) + (uint32_t)(64 - __builtin_clzll(take)),
+                              memory_order_relaxed);
+        c->gc_free[k][cls] = take;
+        c->gc_word[k][cls] = w;
+        return true;
+    }
+    atomic_store_explicit(&s->bump, s->nelems, memory_order_relaxed);
+    return false;
+}
+
+/* The next slot of the cache's batch of (k, cls), which is not empty. */
+static inline uint32_t batch_take(alloc_cache *c, unsigned k, unsigned cls) {
+    uint64_t m = c->gc_free[k][cls];
+    c->gc_free[k][cls] = m & (m - 1);
+    return (c->gc_word[k][cls] << 6) + (uint32_t)__builtin_ctzll(m);
+}
+
 static alloc_span *new_span(unsigned kind, unsigned cls) {
     alloc_span *s = alloc_heap_alloc(alloc_classes[cls].npages, 1, false);
     if (s == NULL) return NULL;
@@ -429,6 +512,7 @@ static alloc_span *new_span(unsigned kind, unsigned cls) {
 static alloc_span *refill(alloc_cache *c, unsigned kind, unsigned cls) {
     unsigned k = kind - 1;
     gc_central *ce = &centrals[k][cls];
+    batch_release(c, k, cls);
     alloc_span *old = c->gc_cur[k][cls];
     c->gc_cur[k][cls] = &alloc_empty_span;
     if (old != &alloc_empty_span) {
@@ -508,16 +592,19 @@ static CGC_NOINLINE void *alloc_slow(size_t n, unsigned kind) {
     size_t bytes;
     alloc_nostop_enter(); /* the collector never sees this cache half-updated */
     if (n <= ALLOC_SMALL_MAX) {
-        unsigned cls = alloc_size_class(n);
-        alloc_span *s = c->gc_cur[kind - 1][cls];
-        uint32_t idx = take_slot(s);
-        if (idx == UINT32_MAX) {
+        unsigned cls = alloc_size_class(n), k = kind - 1;
+        alloc_span *s = c->gc_cur[k][cls];
+        if (c->gc_free[k][cls] == 0 && !batch_claim(c, k, cls, s)) {
             s = refill(c, kind, cls);
-            idx = s ? take_slot(s) : UINT32_MAX;
+            if (s && !batch_claim(c, k, cls, s)) s = NULL;
         }
         bytes = alloc_classes[cls].size;
-        p = idx == UINT32_MAX ? NULL : (void *)(s->start + (size_t)idx * s->elem_size);
-        if (p && alloc_is_black()) born_black(s, idx); /* take_slot zeroed it */
+        p = NULL;
+        if (s) {
+            uint32_t idx = batch_take(c, k, cls);
+            p = (void *)(s->start + (size_t)idx * s->elem_size);
+            if (alloc_is_black()) born_black(s, idx); /* the claim zeroed it */
+        }
     } else {
         p = alloc_large_gc(n, kind, NULL);
         bytes = (n + ALLOC_PAGE_SIZE - 1) & ~(ALLOC_PAGE_SIZE - 1);
@@ -537,13 +624,13 @@ void *gc_alloc_kind(size_t n, unsigned kind) {
     alloc_cache *c = alloc_tls_cache;
     if (CGC_LIKELY(gc_self != NULL && n - 1 < ALLOC_SMALL_MAX && alloc_cache_valid(c) &&
                    gc_opt.heap_max == UINT64_MAX)) {
-        unsigned cls = alloc_size_class(n);
+        unsigned cls = alloc_size_class(n), k = kind - 1;
         alloc_nostop_enter();
-        alloc_span *s = c->gc_cur[kind - 1][cls];
-        uint32_t idx = take_slot(s);
-        if (CGC_LIKELY(idx != UINT32_MAX)) {
+        if (CGC_LIKELY(c->gc_free[k][cls] != 0)) {
+            alloc_span *s = c->gc_cur[k][cls];
+            uint32_t idx = batch_take(c, k, cls);
             void *p = (void *)(s->start + (size_t)idx * s->elem_size);
-            size_t bytes = s->elem_size; /* zeroed by take_slot */
+            size_t bytes = s->elem_size; /* zeroed by the claim */
             if (CGC_UNLIKELY(atomic_load_explicit(&gc_alloc_mode, memory_order_relaxed)) &&
                 alloc_is_black())
                 born_black(s, idx);
@@ -566,6 +653,7 @@ void *gc_alloc_kind(size_t n, unsigned kind) {
 static alloc_span *refill_typed1(alloc_cache *c, unsigned cls, const cgc_type *t) {
     unsigned k = ALLOC_KIND_GC_TYPED1 - 1;
     gc_central *ce = &centrals[k][cls];
+    batch_release(c, k, cls); /* (another type's batch) */
     alloc_span *old = c->gc_cur[k][cls];
     c->gc_cur[k][cls] = &alloc_empty_span;
     if (old != &alloc_empty_span) {
@@ -628,14 +716,17 @@ void *gc_alloc_typed1(const cgc_type *t) {
     unsigned k = ALLOC_KIND_GC_TYPED1 - 1;
     alloc_nostop_enter();
     alloc_span *s = c->gc_cur[k][cls];
-    uint32_t idx = s->gctype == t ? take_slot(s) : UINT32_MAX;
-    if (idx == UINT32_MAX) {
+    if (CGC_UNLIKELY(s->gctype != t || (c->gc_free[k][cls] == 0 && !batch_claim(c, k, cls, s)))) {
         s = refill_typed1(c, cls, t);
-        idx = s ? take_slot(s) : UINT32_MAX;
+        if (s && !batch_claim(c, k, cls, s)) s = NULL;
     }
-    void *p = idx == UINT32_MAX ? NULL : (void *)(s->start + (size_t)idx * s->elem_size);
+    void *p = NULL;
     size_t bytes = alloc_classes[cls].size;
-    if (p && alloc_is_black()) born_black(s, idx); /* take_slot zeroed it */
+    if (s) {
+        uint32_t idx = batch_take(c, k, cls);
+        p = (void *)(s->start + (size_t)idx * s->elem_size);
+        if (alloc_is_black()) born_black(s, idx); /* the claim zeroed it */
+    }
     GC_KEEP_LIVE(p);
     alloc_nostop_leave();
     if (p == NULL) {
@@ -728,6 +819,7 @@ size_t gc_alloc_small_many(size_t n, unsigned kind, void **out, size_t max) {
     unsigned cls = alloc_size_class(n);
     size_t got = 0, bytes = 0;
     alloc_nostop_enter();
+    batch_release(c, kind - 1, cls); /* its slots come from the bitmap directly */
     alloc_span *s = c->gc_cur[kind - 1][cls];
     while (got < max) {
         size_t k = take_slots(s, out + got, max - got);

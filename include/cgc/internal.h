@@ -299,6 +299,10 @@ typedef struct alloc_cache {
     _Atomic uint64_t nmalloc, nfree, nremote; /* [owner] statistics (relaxed counters) */
     alloc_span *gc_cur[ALLOC_GC_KINDS][ALLOC_NCLASSES]; /* collected kinds: current spans
                                       (the collector takes them back at each cycle) */
+    /* [owner] a batch of gc_cur's slots, claimed (allocated, zeroed) and not yet handed
+     * out: bit i is slot gc_word * 64 + i (gc/heap.c, "Batches") */
+    uint64_t gc_free[ALLOC_GC_KINDS][ALLOC_NCLASSES];
+    uint32_t gc_word[ALLOC_GC_KINDS][ALLOC_NCLASSES];
     uint64_t gc_alloc_local;                 /* [owner] bytes not yet added to the pacer */
     struct alloc_cache *reg_next;            /* registry: every cache ever created */
     uint8_t live;                            /* [registry lock] owned by a running thread */
