@@ -877,6 +877,7 @@ typedef struct cycle_ctx {
     bool ok;
     const char *why; /* why it gave up */
     uint64_t stopped_ns;
+    pid_t blocked_tid; /* wait_for_blocked_signals: a thread blocking it for ~1 s, or 0 */
 } cycle_ctx;
 
 /* A thread that blocks the stop signal could never be stopped: find it before trying. */
@@ -904,8 +905,15 @@ static bool blocks_stop_signal(gc_thread *t) {
  * unregister), so a blocked signal is usually transient. Wait up to ~1 s for it to pass
  * (on a loaded machine such a thread may wait that long for a core);
  * stopped_work checks again under the lock and gives up if it has not. */
-static void wait_for_blocked_signals(void) {
+/* Returns 0, or the thread seen blocking at the last of ~1 s of tries (no moment without a
+ * blocked thread was seen): stopped_work gives up only if that one still blocks. Giving up
+ * on any thread that blocked at the moment stopped_work looked failed leak checks of
+ * programs that create and end threads all the time (the allocator stress with thread
+ * churn: about one run in ten) — a thread inside pthread_create blocks every signal for the
+ * clone, and the stop signal stays pending until it unblocks, so the stop gets it anyway. */
+static pid_t wait_for_blocked_signals(void) {
     pid_t tids[256];
+    pid_t last = 0;
     for (int tries = 0; tries < 500; tries++) {
         size_t n = 0;
         pthread_mutex_lock(&gc_threads_lock);
@@ -914,11 +922,13 @@ static void wait_for_blocked_signals(void) {
                 atomic_load_explicit(&t->state, memory_order_acquire) == GC_RUNNING)
                 tids[n++] = t->tid;
         pthread_mutex_unlock(&gc_threads_lock);
-        bool blocked = false;
-        for (size_t i = 0; i < n && !blocked; i++) blocked = tid_blocks_stop_signal(tids[i]);
-        if (!blocked) return;
+        last = 0;
+        for (size_t i = 0; i < n && !last; i++)
+            if (tid_blocks_stop_signal(tids[i])) last = tids[i];
+        if (!last) return 0;
         plat_sleep_ns(2000000);
     }
+    return last;
 }
 
 static int stop_broken; /* a stop timed out: the stop protocol's count may be off by one */
@@ -928,8 +938,8 @@ static void stopped_work(cycle_ctx *c) {
         c->why = "an earlier check could not stop a thread";
         return;
     }
-    for (gc_thread *t = gc_threads; t; t = t->next) {
-        if (t != gc_self && blocks_stop_signal(t)) {
+    for (gc_thread *t = gc_threads; c->blocked_tid && t; t = t->next) {
+        if (t != gc_self && t->tid == c->blocked_tid && blocks_stop_signal(t)) {
             c->why = "a thread blocks the stop signal";
             return;
         }
@@ -1004,9 +1014,9 @@ bool leak_run_cycle(const char *reason) {
     cgc_blocking_enter(); /* waiting for gc_lock must not hold up another collector */
     pthread_mutex_lock(&gc_lock);
     cgc_blocking_leave();
-    wait_for_blocked_signals();
+    pid_t blocked = wait_for_blocked_signals();
     pthread_mutex_lock(&gc_threads_lock);
-    cycle_ctx c = {false, NULL, 0};
+    cycle_ctx c = {false, NULL, 0, blocked};
     dl_iterate_phdr(cycle_cb, &c);
     pthread_mutex_unlock(&gc_threads_lock);
     pthread_mutex_unlock(&gc_lock);
