@@ -447,9 +447,9 @@ static bool batch_claim(alloc_cache *c, unsigned k, unsigned cls, alloc_span *s)
             continue;
         }
         uint64_t take = freebits;
-        if ((unsigned)__builtin_popcountll(take) > maxn) { /* the lowest maxn free slots */
+        if (maxn < 64) { /* the lowest maxn free slots (no popcount: not in baseline x86-64) */
             take = 0;
-            for (unsigned i = 0; i < maxn; i++) {
+            for (unsigned i = 0; i < maxn && freebits; i++) {
                 take |= freebits & -freebits;
                 freebits &= freebits - 1;
             }
