@@ -783,12 +783,15 @@ static size_t take_slots(alloc_span *s, void **out, size_t max) {
             fi = (uint32_t)(w + 1) << 6;
             continue;
         }
-        /* The lowest max free slots of this word. */
+        /* The lowest max free slots of this word (no popcount: a libgcc call without
+         * -mpopcnt, which baseline x86-64 lacks). */
         uint64_t take = freebits;
-        size_t k = (size_t)__builtin_popcountll(take);
-        while (k > max) {
-            take &= ~((uint64_t)1 << (63 - __builtin_clzll(take)));
-            k--;
+        if (max < 64) {
+            take = 0;
+            for (size_t i = 0; i < max && freebits; i++) {
+                take |= freebits & -freebits;
+                freebits &= freebits - 1;
+            }
         }
         size_t got = 0, sz = s->elem_size;
         uintptr_t base = s->start + ((size_t)w << 6) * sz;
