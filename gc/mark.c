@@ -49,6 +49,10 @@ static CGC_TLS uint64_t local_marked;        /* bytes this marker marked */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
 static gc_workbuf *pool_full, *pool_empty;  /* [pool_lock] */
+/* Whether pool_full is empty, for a racy look without the lock (maybe_share's: concurrent
+ * markers asked under the lock every 64 objects, 1.4% of the 1 GiB pause workload). Written
+ * under pool_lock whenever pool_full changes. */
+static _Atomic int pool_has_full;
 static unsigned n_participants;             /* [pool_lock] */
 static _Atomic unsigned n_waiting;          /* [pool_lock] to write; read racily to share */
 static bool drain_done;                     /* [pool_lock] */
@@ -59,6 +63,10 @@ static _Atomic uint64_t marked_total;
 static _Atomic unsigned active_markers;     /* threads inside gc_mark_some */
 uint64_t gc_marked_bytes;
 int gc_checkmark_active;
+
+static inline void pool_sync(void) { /* [pool_lock] */
+    atomic_store_explicit(&pool_has_full, pool_full != NULL, memory_order_relaxed);
+}
 
 static gc_workbuf *buf_new(void) {
     pthread_mutex_lock(&pool_lock);
@@ -86,6 +94,7 @@ static void push(uintptr_t base, size_t len, uint8_t kind) {
         pthread_mutex_lock(&pool_lock);
         b->next = pool_full;
         pool_full = b;
+        pool_sync();
         if (n_waiting) pthread_cond_broadcast(&pool_cv);
         pthread_mutex_unlock(&pool_lock);
         local_buf = b = buf_new();
@@ -139,6 +148,7 @@ static bool pop(gc_work *out) {
     }
     gc_workbuf *f = pool_full;
     pool_full = f->next;
+    pool_sync();
     if (b) { /* keep the full one, recycle the empty one */
         b->next = pool_empty;
         pool_empty = b;
@@ -463,6 +473,7 @@ static void share_half(void) {
     pthread_mutex_lock(&pool_lock);
     nb->next = pool_full;
     pool_full = nb;
+    pool_sync();
     pthread_cond_broadcast(&pool_cv);
     pthread_mutex_unlock(&pool_lock);
 }
@@ -473,10 +484,7 @@ static void maybe_share(bool concurrent) {
     gc_workbuf *b = local_buf;
     if (b == NULL || b->n < (concurrent ? 8u : 4u)) return;
     if (concurrent) {
-        pthread_mutex_lock(&pool_lock);
-        bool starved = pool_full == NULL;
-        pthread_mutex_unlock(&pool_lock);
-        if (!starved) return;
+        if (atomic_load_explicit(&pool_has_full, memory_order_relaxed)) return; /* not starved */
     } else if (atomic_load_explicit(&n_waiting, memory_order_relaxed) == 0) {
         return;
     }
@@ -587,6 +595,7 @@ uint64_t gc_drain(void) {
     if (local_buf && local_buf->n > 0) {
         local_buf->next = pool_full;
         pool_full = local_buf;
+        pool_sync();
         local_buf = NULL;
     }
     n_participants = 1; /* helpers add themselves when they start (helper_main) */
@@ -618,6 +627,7 @@ void gc_mark_publish(void) {
     pthread_mutex_lock(&pool_lock);
     b->next = pool_full;
     pool_full = b;
+    pool_sync();
     if (n_waiting) pthread_cond_broadcast(&pool_cv);
     pthread_mutex_unlock(&pool_lock);
 }
@@ -632,6 +642,7 @@ static bool pop_nowait(gc_work *out) {
     gc_workbuf *f = pool_full;
     if (f) {
         pool_full = f->next;
+        pool_sync();
         if (b) {
             b->next = pool_empty;
             pool_empty = b;
@@ -719,6 +730,7 @@ void gc_mark_fork(int what) {
         drain_epoch = 0; /* new helpers start waiting for epoch 0 to change */
         drain_open = false;
         pool_full = NULL; /* (nothing is marking: the cycle was waited out) */
+        pool_sync();
         atomic_store_explicit(&n_waiting, 0, memory_order_relaxed);
     }
 }
