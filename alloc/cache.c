@@ -368,7 +368,17 @@ static void abandon_list(alloc_span_list *l) {
 
 /* Give away every span of c. The caller is c's thread, or the only thread (fork child). */
 static void cache_release_spans(alloc_cache *c) {
-    if (alloc_gc_cache_release_hook) alloc_gc_cache_release_hook(c);
+    if (alloc_gc_cache_release_hook) {
+        /* Under the registry lock: the collector gives every cache's collected spans back
+         * at mark termination (gc_prepare_sweep, which walks the registry under this lock
+         * with the registered threads stopped), and an exiting thread has unregistered
+         * from the collector already, so nothing stops it. Without the lock both could
+         * take the same current span and file it twice (list corruption: a SIGSEGV of
+         * gc-stress-checkmark-long, whose helper threads exit all the time). */
+        alloc_lock(&alloc_cache_registry_lock);
+        alloc_gc_cache_release_hook(c);
+        alloc_unlock(&alloc_cache_registry_lock);
+    }
     for (unsigned i = 1; i < ALLOC_NCLASSES; i++) {
         alloc_bin *b = &c->bins[i];
         flush_hot_all(c, b);

@@ -463,6 +463,16 @@ static bool batch_claim(alloc_cache *c, unsigned k, unsigned cls, alloc_span *s)
             else memset((void *)(base + lo * sz), 0, len * sz);
             t &= len + lo >= 64 ? 0 : ~(uint64_t)0 << (lo + len);
         }
+        /* Claimed while this thread allocates black (its stack already scanned this cycle):
+         * the whole batch is born black now, not one slot at a time as handed out. A
+         * stale word on this thread's stack may point at one of these slots: the stack
+         * scan saw the slot free and ignored it, and mark termination's checkmark, which
+         * scans the stack again, would find it allocated and unmarked (a false report) —
+         * slots used to be allocated only when handed out, and born black then. Marked
+         * slots that are never handed out are released at stop 2 like any other. */
+        if (alloc_is_black())
+            for (uint64_t t = take; t; t &= t - 1)
+                born_black(s, ((uint32_t)w << 6) + (uint32_t)__builtin_ctzll(t));
         /* Zeroed first, then published (take_slot's rule: a marker that finds a slot by a
          * stale pointer must not scan its previous life). */
         atomic_store_explicit(&s->gcbits[w].alloc, a | take, memory_order_release);
