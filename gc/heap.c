@@ -429,13 +429,14 @@ static inline void batch_release(alloc_cache *c, unsigned k, unsigned cls) {
                               memory_order_relaxed);
 }
 
-/* Claim the next batch of s, the cache's current span of (k, cls), whose batch is empty.
- * False when s has no free slot left. */
-static bool batch_claim(alloc_cache *c, unsigned k, unsigned cls, alloc_span *s) {
+/* Take the lowest (at most max) free slots of the first bitmap word of s, from its free
+ * index, that has any: zeroed (a memset per run of adjacent slots), then published
+ * allocated with one release store (take_slot's rule: a marker that finds a slot by a stale
+ * pointer must not scan its previous life), the free index moved past them. Returns them as
+ * a mask of word *word, or 0 when s has no free slot left. [owner] */
+static uint64_t claim_word(alloc_span *s, size_t max, unsigned *word) {
     uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
     size_t sz = s->elem_size;
-    /* (sz is 0 in alloc_empty_span, which has no slot) */
-    unsigned maxn = sz >= BATCH_BYTES || sz == 0 ? 1 : (unsigned)(BATCH_BYTES / sz);
     while (fi < s->nelems) {
         unsigned w = fi >> 6;
         uint64_t a = atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed);
@@ -447,9 +448,9 @@ static bool batch_claim(alloc_cache *c, unsigned k, unsigned cls, alloc_span *s)
             continue;
         }
         uint64_t take = freebits;
-        if (maxn < 64) { /* the lowest maxn free slots (no popcount: not in baseline x86-64) */
+        if (max < 64) { /* the lowest max (no popcount: a libgcc call in baseline x86-64) */
             take = 0;
-            for (unsigned i = 0; i < maxn && freebits; i++) {
+            for (size_t i = 0; i < max && freebits; i++) {
                 take |= freebits & -freebits;
                 freebits &= freebits - 1;
             }
@@ -463,27 +464,37 @@ static bool batch_claim(alloc_cache *c, unsigned k, unsigned cls, alloc_span *s)
             else memset((void *)(base + lo * sz), 0, len * sz);
             t &= len + lo >= 64 ? 0 : ~(uint64_t)0 << (lo + len);
         }
-        /* Claimed while this thread allocates black (its stack already scanned this cycle):
-         * the whole batch is born black now, not one slot at a time as handed out. A
-         * stale word on this thread's stack may point at one of these slots: the stack
-         * scan saw the slot free and ignored it, and mark termination's checkmark, which
-         * scans the stack again, would find it allocated and unmarked (a false report) —
-         * slots used to be allocated only when handed out, and born black then. Marked
-         * slots that are never handed out are released at stop 2 like any other. */
-        if (alloc_is_black())
-            for (uint64_t t = take; t; t &= t - 1)
-                born_black(s, ((uint32_t)w << 6) + (uint32_t)__builtin_ctzll(t));
-        /* Zeroed first, then published (take_slot's rule: a marker that finds a slot by a
-         * stale pointer must not scan its previous life). */
         atomic_store_explicit(&s->gcbits[w].alloc, a | take, memory_order_release);
         atomic_store_explicit(&s->bump, ((uint32_t)w << 6) + (uint32_t)(64 - __builtin_clzll(take)),
                               memory_order_relaxed);
-        c->gc_free[k][cls] = take;
-        c->gc_word[k][cls] = w;
-        return true;
+        *word = w;
+        return take;
     }
     atomic_store_explicit(&s->bump, s->nelems, memory_order_relaxed);
-    return false;
+    return 0;
+}
+
+/* Claim the next batch of s, the cache's current span of (k, cls), whose batch is empty.
+ * False when s has no free slot left. */
+static bool batch_claim(alloc_cache *c, unsigned k, unsigned cls, alloc_span *s) {
+    size_t sz = s->elem_size; /* (0 in alloc_empty_span, which has no slot) */
+    unsigned w = 0;
+    uint64_t take = claim_word(s, sz >= BATCH_BYTES || sz == 0 ? 1 : BATCH_BYTES / sz, &w);
+    if (take == 0) return false;
+    /* Claimed while this thread allocates black (its stack already scanned this cycle):
+     * the whole batch is born black now, not one slot at a time as handed out. A stale
+     * word on this thread's stack may point at one of these slots: the stack scan saw the
+     * slot free and ignored it, and mark termination's checkmark, which scans the stack
+     * again, would find it allocated and unmarked (a false report) — slots used to be
+     * allocated only when handed out, and born black then. (No stop lands inside the
+     * claim: the caller is in a no-stop region.) Marked slots never handed out are
+     * released at stop 2 like any other. */
+    if (alloc_is_black())
+        for (uint64_t t = take; t; t &= t - 1)
+            born_black(s, ((uint32_t)w << 6) + (uint32_t)__builtin_ctzll(t));
+    c->gc_free[k][cls] = take;
+    c->gc_word[k][cls] = w;
+    return true;
 }
 
 /* The next slot of the cache's batch of (k, cls), which is not empty. */
@@ -782,46 +793,12 @@ void *gc_alloc_large_typed1(const cgc_type *t, size_t n) {
  * memset call per object. Objects are born white: only the Boehm mode uses this, and it
  * marks with the world stopped (never while a thread allocates). [owner] */
 static size_t take_slots(alloc_span *s, void **out, size_t max) {
-    uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
-    while (fi < s->nelems) {
-        unsigned w = fi >> 6;
-        uint64_t a = atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed);
-        uint64_t freebits = ~a & (~(uint64_t)0 << (fi & 63));
-        if (s->nelems - ((uint32_t)w << 6) < 64) /* the last word: no slot past nelems */
-            freebits &= ((uint64_t)1 << (s->nelems - ((uint32_t)w << 6))) - 1;
-        if (freebits == 0) {
-            fi = (uint32_t)(w + 1) << 6;
-            continue;
-        }
-        /* The lowest max free slots of this word (no popcount: a libgcc call without
-         * -mpopcnt, which baseline x86-64 lacks). */
-        uint64_t take = freebits;
-        if (max < 64) {
-            take = 0;
-            for (size_t i = 0; i < max && freebits; i++) {
-                take |= freebits & -freebits;
-                freebits &= freebits - 1;
-            }
-        }
-        size_t got = 0, sz = s->elem_size;
-        uintptr_t base = s->start + ((size_t)w << 6) * sz;
-        for (uint64_t t = take; t;) {
-            unsigned lo = (unsigned)__builtin_ctzll(t);
-            uint64_t run = t >> lo;
-            unsigned len = run == ~(uint64_t)0 >> lo ? 64 - lo : (unsigned)__builtin_ctzll(~run);
-            memset((void *)(base + lo * sz), 0, len * sz);
-            for (unsigned i = 0; i < len; i++) out[got++] = (void *)(base + (lo + i) * sz);
-            t &= len + lo >= 64 ? 0 : ~(uint64_t)0 << (lo + len);
-        }
-        /* Zeroed first, then published (as take_slot: a marker that finds a slot by a stale
-         * pointer must not scan its previous life). */
-        atomic_store_explicit(&s->gcbits[w].alloc, a | take, memory_order_release);
-        atomic_store_explicit(&s->bump, ((uint32_t)w << 6) + (uint32_t)(64 - __builtin_clzll(take)),
-                              memory_order_relaxed);
-        return got;
-    }
-    atomic_store_explicit(&s->bump, s->nelems, memory_order_relaxed);
-    return 0;
+    unsigned w = 0;
+    uint64_t take = claim_word(s, max, &w);
+    size_t got = 0, sz = s->elem_size;
+    uintptr_t base = s->start + ((size_t)w << 6) * sz;
+    for (uint64_t t = take; t; t &= t - 1) out[got++] = (void *)(base + __builtin_ctzll(t) * sz);
+    return got;
 }
 
 size_t gc_alloc_small_many(size_t n, unsigned kind, void **out, size_t max) {
