@@ -346,16 +346,9 @@ static inline void charge(alloc_cache *c, size_t bytes) {
  * compiler after this point, p cannot be recomputed from (span, index) after the stop, so
  * it is kept live across the call. Without it, objects were freed while reachable:
  * tests/test_hostile.c's foreign-signal test found a list node handed out twice, once the
- * zeroing moved into take_slot and the compiler stopped keeping p across the leave. */
+ * slot zeroing moved out of line and the compiler stopped keeping p across the leave. */
 #define GC_KEEP_LIVE(p) __asm__ volatile("" : "+r"(p))
 
-/* Next free slot of s from its free index, zeroed and marked allocated; or UINT32_MAX.
- * [owner] The slot is zeroed before its alloc bit is set, and the bit is published with
- * release: a concurrent marker that reaches the slot through a stale pointer counts it as
- * an object once it sees the bit (loaded with acquire, gc/mark.c object_in), and must then
- * read zeros, not the previous object's words. With the bit set first, a typed array's old
- * header (CGC_CLOBBER's 0xdeadbeef...) sent scan_typed through a bogus type: the SEGV of
- * gc_stress under TSan, possible natively too (a reused page's old contents). */
 /* Zero a slot. Most collected objects are a few words (list cells, tree nodes), and a
  * memset call per object was 4% of binary-trees: up to 64 bytes are stored inline (every
  * class size is a multiple of 16). Straight-line stores, not a loop: gcc turns a zeroing
@@ -380,27 +373,6 @@ static inline void zero_slot(uintptr_t p, size_t n) {
     } else {
         memset((void *)p, 0, n);
     }
-}
-
-static inline uint32_t take_slot(alloc_span *s) {
-    uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
-    while (fi < s->nelems) {
-        unsigned w = fi >> 6;
-        uint64_t a = atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed);
-        uint64_t freebits = ~a & (~(uint64_t)0 << (fi & 63));
-        if (freebits) {
-            uint32_t idx = (w << 6) + (uint32_t)__builtin_ctzll(freebits);
-            if (idx >= s->nelems) break;
-            zero_slot(s->start + (size_t)idx * s->elem_size, s->elem_size);
-            atomic_store_explicit(&s->gcbits[w].alloc, a | ((uint64_t)1 << (idx & 63)),
-                                  memory_order_release);
-            atomic_store_explicit(&s->bump, idx + 1, memory_order_relaxed);
-            return idx;
-        }
-        fi = (w + 1) << 6;
-    }
-    atomic_store_explicit(&s->bump, s->nelems, memory_order_relaxed);
-    return UINT32_MAX;
 }
 
 /* ---- Batches ---------------------------------------------------------------------------------
@@ -431,9 +403,13 @@ static inline void batch_release(alloc_cache *c, unsigned k, unsigned cls) {
 
 /* Take the lowest (at most max) free slots of the first bitmap word of s, from its free
  * index, that has any: zeroed (a memset per run of adjacent slots), then published
- * allocated with one release store (take_slot's rule: a marker that finds a slot by a stale
- * pointer must not scan its previous life), the free index moved past them. Returns them as
- * a mask of word *word, or 0 when s has no free slot left. [owner] */
+ * allocated with one release store, the free index moved past them. Returns them as a mask
+ * of word *word, or 0 when s has no free slot left. [owner]
+ * Zeroed before published: a concurrent marker that reaches a slot through a stale pointer
+ * counts it as an object once it sees the bit (loaded with acquire, gc/mark.c object_in),
+ * and must then read zeros, not the previous object's words. With the bit set first, a
+ * typed array's old header (CGC_CLOBBER's 0xdeadbeef...) sent scan_typed through a bogus
+ * type: the SEGV of gc_stress under TSan, possible natively too. */
 static uint64_t claim_word(alloc_span *s, size_t max, unsigned *word) {
     uint32_t fi = atomic_load_explicit(&s->bump, memory_order_relaxed);
     size_t sz = s->elem_size;
@@ -789,8 +765,8 @@ void *gc_alloc_large_typed1(const cgc_type *t, size_t n) {
  * region, refilling the current span as it runs out; 0 when this path does not apply (the
  * caller then goes on one object at a time). Guile takes most of its small objects this
  * way, so it works a bitmap word at a time: all the free slots a word offers are taken with
- * one store and cleared by one memset per run of adjacent slots, not one take_slot and one
- * memset call per object. Objects are born white: only the Boehm mode uses this, and it
+ * one store and cleared by one memset per run of adjacent slots (claim_word), not one
+ * object at a time. Objects are born white: only the Boehm mode uses this, and it
  * marks with the world stopped (never while a thread allocates). [owner] */
 static size_t take_slots(alloc_span *s, void **out, size_t max) {
     unsigned w = 0;

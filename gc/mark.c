@@ -207,7 +207,7 @@ static inline bool find_object(uintptr_t p, uintptr_t *base, size_t *size, alloc
  * state first (acquire), then kind (acquire): a collected kind read after a live state is
  * this life's, and the sizes and bitmap read after it are this life's too. (Kind first, a
  * stale collected kind from the free run's last life could pass with a new state.) The
- * alloc bit is loaded with acquire: take_slot zeroes a slot before it sets the bit. */
+ * alloc bit is loaded with acquire: gc/heap.c claim_word zeroes a slot before it sets the bit. */
 static inline bool object_in(alloc_span *s, uintptr_t p, uintptr_t *base, size_t *size,
                              alloc_span **span) {
     if (s == NULL) return false;
