@@ -28,7 +28,7 @@
 
 typedef struct gc_work {
     uintptr_t base;
-    size_t len;
+    size_t len;   /* bytes; for kind TYPED1, the span's cgc_type * instead (work_len) */
     uint8_t kind; /* enum alloc_span_kind of the object, or 0 for a plain range */
 } gc_work;
 
@@ -50,8 +50,8 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
 static gc_workbuf *pool_full, *pool_empty;  /* [pool_lock] */
 /* Whether pool_full is empty, for a racy look without the lock (maybe_share's: concurrent
- * markers asked under the lock every 64 objects, 1.4% of the 1 GiB pause workload). Written
- * under pool_lock whenever pool_full changes. */
+ * markers asked under the lock every 64 objects, 1.4% of the 1 GiB pause workload). Kept by
+ * pool_put and pool_take. */
 static _Atomic int pool_has_full;
 static unsigned n_participants;             /* [pool_lock] */
 static _Atomic unsigned n_waiting;          /* [pool_lock] to write; read racily to share */
@@ -64,8 +64,19 @@ static _Atomic unsigned active_markers;     /* threads inside gc_mark_some */
 uint64_t gc_marked_bytes;
 int gc_checkmark_active;
 
-static inline void pool_sync(void) { /* [pool_lock] */
-    atomic_store_explicit(&pool_has_full, pool_full != NULL, memory_order_relaxed);
+/* The writers of pool_full (and of pool_has_full), with gc_mark_fork's reset. [pool_lock] */
+static inline void pool_put(gc_workbuf *b) {
+    b->next = pool_full;
+    pool_full = b;
+    atomic_store_explicit(&pool_has_full, 1, memory_order_relaxed);
+}
+static inline gc_workbuf *pool_take(void) {
+    gc_workbuf *f = pool_full;
+    if (f) {
+        pool_full = f->next;
+        atomic_store_explicit(&pool_has_full, pool_full != NULL, memory_order_relaxed);
+    }
+    return f;
 }
 
 static gc_workbuf *buf_new(void) {
@@ -92,9 +103,7 @@ static void push(uintptr_t base, size_t len, uint8_t kind) {
         local_buf = b = buf_new();
     } else if (b->n == WORK_ENTRIES) { /* full: share it, start a fresh one */
         pthread_mutex_lock(&pool_lock);
-        b->next = pool_full;
-        pool_full = b;
-        pool_sync();
+        pool_put(b);
         if (n_waiting) pthread_cond_broadcast(&pool_cv);
         pthread_mutex_unlock(&pool_lock);
         local_buf = b = buf_new();
@@ -146,9 +155,7 @@ static bool pop(gc_work *out) {
         pthread_cond_wait(&pool_cv, &pool_lock);
         n_waiting--;
     }
-    gc_workbuf *f = pool_full;
-    pool_full = f->next;
-    pool_sync();
+    gc_workbuf *f = pool_take();
     if (b) { /* keep the full one, recycle the empty one */
         b->next = pool_empty;
         pool_empty = b;
@@ -471,9 +478,7 @@ static void share_half(void) {
     memmove(b->e, b->e + half, (b->n - half) * sizeof(gc_work));
     b->n -= half;
     pthread_mutex_lock(&pool_lock);
-    nb->next = pool_full;
-    pool_full = nb;
-    pool_sync();
+    pool_put(nb);
     pthread_cond_broadcast(&pool_cv);
     pthread_mutex_unlock(&pool_lock);
 }
@@ -593,9 +598,7 @@ uint64_t gc_drain(void) {
     pthread_mutex_lock(&pool_lock);
     /* Share the roots' work so the helpers have something to take. */
     if (local_buf && local_buf->n > 0) {
-        local_buf->next = pool_full;
-        pool_full = local_buf;
-        pool_sync();
+        pool_put(local_buf);
         local_buf = NULL;
     }
     n_participants = 1; /* helpers add themselves when they start (helper_main) */
@@ -625,9 +628,7 @@ void gc_mark_publish(void) {
     if (b == NULL || b->n == 0) return;
     local_buf = NULL;
     pthread_mutex_lock(&pool_lock);
-    b->next = pool_full;
-    pool_full = b;
-    pool_sync();
+    pool_put(b);
     if (n_waiting) pthread_cond_broadcast(&pool_cv);
     pthread_mutex_unlock(&pool_lock);
 }
@@ -639,10 +640,8 @@ static bool pop_nowait(gc_work *out) {
         return true;
     }
     pthread_mutex_lock(&pool_lock);
-    gc_workbuf *f = pool_full;
+    gc_workbuf *f = pool_take();
     if (f) {
-        pool_full = f->next;
-        pool_sync();
         if (b) {
             b->next = pool_empty;
             pool_empty = b;
@@ -730,7 +729,7 @@ void gc_mark_fork(int what) {
         drain_epoch = 0; /* new helpers start waiting for epoch 0 to change */
         drain_open = false;
         pool_full = NULL; /* (nothing is marking: the cycle was waited out) */
-        pool_sync();
+        atomic_store_explicit(&pool_has_full, 0, memory_order_relaxed);
         atomic_store_explicit(&n_waiting, 0, memory_order_relaxed);
     }
 }
