@@ -18,7 +18,6 @@
  */
 #include "cgc/gc.h"
 
-#include <sched.h>
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -42,6 +41,14 @@ static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
 }
 static void futex_wake_all(_Atomic uint32_t *addr) {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
 }
 
 static inline __attribute__((always_inline)) uintptr_t current_sp(void) {
@@ -362,12 +369,14 @@ static uint64_t stop_threads(gc_thread *only) {
         for (gc_thread *t = gc_threads; t && all; t = t->next)
             if (is_target(t, only) && !acked(t, e)) all = false;
         if (all) break;
-        /* First give the CPU away without sleeping: a target that was preempted (by this
-         * thread, among others) runs its handler at once, and a handler's acknowledgement
-         * costs no futex wake-up of this thread (tens of microseconds on a VM). Only a stop
-         * that takes longer sleeps on the semaphore. */
-        if (plat_now_ns() - t0 < 200000) {
-            sched_yield();
+        /* First spin, keeping this CPU: a target running elsewhere answers in 10-80 us,
+         * and we see it at once. Not sched_yield: with the mutators keeping both CPUs
+         * busy, yielding handed our CPU to the other mutator for its whole slice, and the
+         * answer, there in 30 us, was seen 1-4 ms later (a quarter of all holds of
+         * perf/binarytrees 20 2 took over 1 ms; a fifth as many with the spin). Past 50
+         * us the target is likely waiting for this very CPU: sleep on the semaphore. */
+        if (plat_now_ns() - t0 < 50000 && plat_ncpu() > 1) { /* one CPU: nothing to wait for */
+            cpu_relax();
             continue;
         }
         struct timespec ts;

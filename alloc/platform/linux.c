@@ -181,9 +181,17 @@ _Noreturn void plat_abort(void) {
     abort();
 }
 
+/* Cached: sysconf reads /sys/devices/system/cpu/online on every call, and the collector
+ * asks in loops (the stop's spin, the worker's idle-CPU check). CPU hotplug is not
+ * followed after the first call. */
 unsigned plat_ncpu(void) {
+    static _Atomic unsigned cached;
+    unsigned c = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (c) return c;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1u : (unsigned)n;
+    c = n < 1 ? 1u : (unsigned)n;
+    atomic_store_explicit(&cached, c, memory_order_relaxed);
+    return c;
 }
 
 void plat_sleep_ns(uint64_t ns) {
