@@ -21,16 +21,24 @@
 
 #include <string.h>
 
-#define WORK_ENTRIES 256
+/* A buffer fills one page exactly (mapped by plat_map, page-granular): 16 + 255 x 16. The
+ * size is also the grain of sharing between markers: 511 made hashes.scm 6% slower. */
+#define WORK_ENTRIES 255
 /* Long ranges are scanned in chunks: one chunk is the longest step a marker takes without
  * looking up (an assist inside a no-stop region delays a stop by at most about that). */
 #define CHUNK (32u << 10)
 
+/* 16 bytes, not 24: the mark stack of a Guile program holds ~200K entries at its deepest
+ * (its VM stack's mark procedure pushes a frame slot per entry), all of it resident at the
+ * heap's peak. The kind sits in the low 3 bits of base: objects and pushed ranges are
+ * 8-byte aligned. */
 typedef struct gc_work {
-    uintptr_t base;
+    uintptr_t bk; /* base | kind (enum alloc_span_kind of the object, or 0 for a plain range) */
     size_t len;   /* bytes; for kind TYPED1, the span's cgc_type * instead (work_len) */
-    uint8_t kind; /* enum alloc_span_kind of the object, or 0 for a plain range */
 } gc_work;
+_Static_assert(ALLOC_KIND_GC_TYPED1 < 8, "a work entry's kind fits in 3 bits");
+#define WORK_BASE(w) ((w)->bk & ~(uintptr_t)7)
+#define WORK_KIND(w) ((unsigned)((w)->bk & 7))
 
 typedef struct gc_workbuf {
     struct gc_workbuf *next;
@@ -108,7 +116,7 @@ static void push(uintptr_t base, size_t len, uint8_t kind) {
         pthread_mutex_unlock(&pool_lock);
         local_buf = b = buf_new();
     }
-    b->e[b->n++] = (gc_work){base, len, kind};
+    b->e[b->n++] = (gc_work){base | kind, len};
 }
 
 /* A span's kind, read by a marker while an allocating thread may be setting the span up
@@ -406,6 +414,7 @@ GC_SCAN_NO_SANITIZE static inline void scan_words(uintptr_t lo, uintptr_t hi) {
 bool gc_mark_direct;
 
 void gc_mark_range(uintptr_t lo, uintptr_t hi) {
+    lo = (lo + 7) & ~(uintptr_t)7; /* as scan_words reads it; and a pushed range's base is aligned */
     if (hi <= lo) return;
     if (gc_mark_direct) { /* stop 2's rescans: scan now, queue only what they shade */
         scan_words(lo, hi);
@@ -452,14 +461,16 @@ static void scan_typed1(const cgc_type *t, uintptr_t base) {
 
 /* Bytes a work entry stands for (the pacer's and the concurrent budget's unit). */
 static inline size_t work_len(const gc_work *w) {
-    return w->kind == ALLOC_KIND_GC_TYPED1 ? ((const cgc_type *)w->len)->size : w->len;
+    return WORK_KIND(w) == ALLOC_KIND_GC_TYPED1 ? ((const cgc_type *)w->len)->size : w->len;
 }
 
 static inline void scan_one(const gc_work *w) {
-    if (w->kind == ALLOC_KIND_GC_TYPED) scan_typed(w->base);
-    else if (w->kind == ALLOC_KIND_GC_TYPED1) scan_typed1((const cgc_type *)w->len, w->base);
-    else if (w->len > CHUNK) gc_mark_range(w->base, w->base + w->len);
-    else scan_words(w->base, w->base + w->len);
+    unsigned kind = WORK_KIND(w);
+    uintptr_t base = WORK_BASE(w);
+    if (kind == ALLOC_KIND_GC_TYPED) scan_typed(base);
+    else if (kind == ALLOC_KIND_GC_TYPED1) scan_typed1((const cgc_type *)w->len, base);
+    else if (w->len > CHUNK) gc_mark_range(base, base + w->len);
+    else scan_words(base, base + w->len);
 }
 
 /* Objects popped from the work list wait in a small FIFO, prefetched, before they are
@@ -523,7 +534,7 @@ static uint64_t scan_loop(bool concurrent, uint64_t budget) {
         bool more = count == 0 || (local_buf && local_buf->n > 0);
         if (count < PREFETCH_DEPTH && done < budget && more &&
             (concurrent ? pop_nowait(&w) : pop(&w))) {
-            __builtin_prefetch((const void *)w.base);
+            __builtin_prefetch((const void *)WORK_BASE(&w));
             fifo[(head + count) % PREFETCH_DEPTH] = w;
             count++;
             continue;
