@@ -39,6 +39,7 @@ gc_options gc_opt = {
     .signal = SIGPWR,
     .finalizer_thread = 1,
     .roots_percent = -1,
+    .leaf_percent = 100,
 };
 pthread_mutex_t gc_lock = PTHREAD_MUTEX_INITIALIZER;
 /* bdw: hooks of the Boehm-compatible interface (gc.h; set by gc/bdw.c) */
@@ -177,6 +178,8 @@ static _Atomic uint64_t gc_trigger = MIN_GOAL * 7 / 10;
 /* The last completed concurrent mark, for the trigger: bytes allocated during it, and the
  * scan work it did. */
 static uint64_t last_mark_alloc, last_mark_work;
+/* [gc_lock] Of live_after_mark, the bytes in pointer-free objects (bdw pacing). */
+static uint64_t leaf_after_mark;
 /* The cycle in progress [atomic: read by assists]. */
 static _Atomic uint64_t mark_heap_start;   /* gc_heap_bytes when marking began */
 /* gc_heap_bytes when the paced cycle was asked for (0: none asked since the last mark). The
@@ -196,7 +199,11 @@ static void compute_goal(void) {
     uint64_t goal = gc_opt.goal_min ? gc_opt.goal_min : MIN_GOAL; /* bdw: GC_INITIAL_HEAP_SIZE */
     if (gc_opt.gc_percent >= 0) {
         uint64_t rp = (uint64_t)(gc_opt.roots_percent >= 0 ? gc_opt.roots_percent : gc_opt.gc_percent);
-        uint64_t g = live_after_mark + live_after_mark / 100 * (uint64_t)gc_opt.gc_percent +
+        /* bdw: pointer-free bytes weigh leaf_percent in the growth, as the Boehm GC counts
+         * them (a quarter): a cycle's cost is its scan work, and they cost almost none. */
+        uint64_t leaf = leaf_after_mark < live_after_mark ? leaf_after_mark : live_after_mark;
+        uint64_t weighted = live_after_mark - leaf / 100 * (uint64_t)(100 - gc_opt.leaf_percent);
+        uint64_t g = live_after_mark + weighted / 100 * (uint64_t)gc_opt.gc_percent +
                      gc_roots_bytes_last / 100 * rp;
         if (g > goal) goal = g;
     }
@@ -268,7 +275,7 @@ static void stopped_work(cycle_times *ct) {
     unsigned n = 0;
     for (gc_thread *t = gc_threads; t; t = t->next) n++;
     ct->nthreads = n;
-    gc_marked_bytes = 0;
+    gc_marked_bytes = gc_marked_leaf_bytes = 0;
     gc_mark_reset_cache();
     /* Taken only now: a mutator waiting for it is in a no-stop region and would never
      * acknowledge the stop if we had held it across stop_world. */
@@ -284,6 +291,7 @@ static void stopped_work(cycle_times *ct) {
     if (gc_opt.checkmark) gc_checkmark();
     gc_roots_unlock();
     __atomic_store_n(&live_after_mark, gc_marked_bytes + gc_mark_take_marked(), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
+    leaf_after_mark = gc_marked_leaf_bytes + gc_mark_take_leaf();
     ct->heap_marked = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
     atomic_store_explicit(&gc_heap_bytes, live_after_mark, memory_order_relaxed);
     compute_goal();
@@ -380,7 +388,7 @@ static void stop1(cycle_times *ct) {
     /* Before gc_marking is published: shading (barrier buffers flushed by their threads)
      * may begin as soon as it is. Sweeping is over (gc_finish_sweep waited for every span
      * in a sweeper's hands), so no mark bit can be cleared under a shade. */
-    gc_marked_bytes = 0;
+    gc_marked_bytes = gc_marked_leaf_bytes = 0;
     gc_mark_take_marked();
     /* This thread's last-span cache may name a span that the last sweep freed (and the
      * page heap reused): the stack and root scans below go through it. */
@@ -530,6 +538,7 @@ static void stop2(term_ctx *tc) {
      * mark are in the heap (and count toward the next trigger) but not in that base, or a
      * long mark would inflate every following goal. */
     __atomic_store_n(&live_after_mark, gc_marked_bytes + gc_mark_take_marked(), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
+    leaf_after_mark = gc_marked_leaf_bytes + gc_mark_take_leaf();
     uint64_t req = atomic_exchange_explicit(&heap_at_request, 0, memory_order_relaxed);
     last_mark_alloc = req && req <= start && heap > req ? heap - req : black;
     last_mark_work = atomic_load_explicit(&mark_work_done, memory_order_relaxed) + 1;

@@ -54,6 +54,7 @@ typedef struct gc_workbuf {
  * moment it starts on the drain, never before. */
 static CGC_TLS gc_workbuf *local_buf;       /* this marker's current buffer */
 static CGC_TLS uint64_t local_marked;        /* bytes this marker marked */
+static CGC_TLS uint64_t local_leaf;          /* of which in leaf objects (bdw pacing) */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
 static gc_workbuf *pool_full, *pool_empty;  /* [pool_lock] */
@@ -69,7 +70,8 @@ static uint32_t drain_epoch;                /* [pool_lock] bumped to start helpe
 static unsigned n_helpers;                  /* helper threads started */
 static _Atomic uint64_t marked_total;
 static _Atomic unsigned active_markers;     /* threads inside gc_mark_some */
-uint64_t gc_marked_bytes;
+uint64_t gc_marked_bytes, gc_marked_leaf_bytes;
+static _Atomic uint64_t leaf_total;
 int gc_checkmark_active;
 
 /* The writers of pool_full (and of pool_has_full), with gc_mark_fork's reset. [pool_lock] */
@@ -127,8 +129,8 @@ static inline uint8_t span_kind(const alloc_span *s) { return __atomic_load_n(&s
  * place of its length (the span was just looked up here; finding it again at scan time was a
  * second page-map walk per object, on the hottest path of a typed heap). The alloc bit was
  * seen (acquire) after the type was set, so the type read here is the object's. */
-static inline void push_object(const alloc_span *s, uintptr_t base, size_t size) {
-    uint8_t kind = span_kind(s);
+static inline void push_object_k(const alloc_span *s, uintptr_t base, size_t size,
+                                 uint8_t kind) {
     if (kind == ALLOC_KIND_GC_LEAF) return;
     if (kind == ALLOC_KIND_GC_TYPED1) {
         const void *t = s->gctype;
@@ -137,6 +139,10 @@ static inline void push_object(const alloc_span *s, uintptr_t base, size_t size)
         return;
     }
     push(base, size, kind);
+}
+
+static inline void push_object(const alloc_span *s, uintptr_t base, size_t size) {
+    push_object_k(s, base, size, span_kind(s));
 }
 
 /* Take work: from the local buffer, else a full buffer from the pool; false when marking
@@ -358,7 +364,9 @@ static inline void shade_at(uintptr_t p, bool cached) {
         if (!mark_object(s, base)) return;
         local_marked += size;
     }
-    push_object(s, base, size);
+    uint8_t kind = span_kind(s);
+    if (kind == ALLOC_KIND_GC_LEAF) local_leaf += size;
+    push_object_k(s, base, size, kind);
 }
 
 static inline void shade(uintptr_t p) { shade_at(p, true); }
@@ -557,7 +565,8 @@ static uint64_t scan_loop(bool concurrent, uint64_t budget) {
 static uint64_t drain_local(void) {
     uint64_t scanned = scan_loop(false, UINT64_MAX);
     atomic_fetch_add_explicit(&marked_total, local_marked, memory_order_relaxed);
-    local_marked = 0;
+    atomic_fetch_add_explicit(&leaf_total, local_leaf, memory_order_relaxed);
+    local_marked = local_leaf = 0;
     return scanned;
 }
 
@@ -608,6 +617,7 @@ uint64_t gc_drain(void) {
         n_participants = 0;
         pthread_mutex_unlock(&pool_lock);
         gc_marked_bytes += atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
+        gc_marked_leaf_bytes += atomic_exchange_explicit(&leaf_total, 0, memory_order_relaxed);
         return r;
     }
     if (n_helpers == 0) start_helpers();
@@ -631,6 +641,7 @@ uint64_t gc_drain(void) {
     while (n_participants > 0) pthread_cond_wait(&pool_cv, &pool_lock); /* joined helpers check out */
     pthread_mutex_unlock(&pool_lock);
     gc_marked_bytes += atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
+    gc_marked_leaf_bytes += atomic_exchange_explicit(&leaf_total, 0, memory_order_relaxed);
     return r;
 }
 
@@ -638,7 +649,8 @@ uint64_t gc_drain(void) {
 void gc_mark_publish(void) {
     if (local_marked) {
         atomic_fetch_add_explicit(&marked_total, local_marked, memory_order_relaxed);
-        local_marked = 0;
+        atomic_fetch_add_explicit(&leaf_total, local_leaf, memory_order_relaxed);
+        local_marked = local_leaf = 0;
     }
     gc_workbuf *b = local_buf;
     if (b == NULL || b->n == 0) return;
@@ -720,6 +732,8 @@ uint64_t gc_mark_take_marked(void) {
     gc_mark_publish();
     return atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
 }
+
+uint64_t gc_mark_take_leaf(void) { return atomic_exchange_explicit(&leaf_total, 0, memory_order_relaxed); }
 
 /* ---- checkmark ------------------------------------------------------------------------------- */
 void gc_checkmark(void) {

@@ -52,6 +52,8 @@ typedef struct gc_options {
     uint64_t goal_min;       /* smallest pacer goal (0: the built-in 4 MiB); bdw: GC_INITIAL_HEAP_SIZE, GC_expand_hp */
     int roots_percent;       /* bdw: growth for the root bytes in the goal, in %; < 0: gc_percent */
     bool goal_keep;          /* bdw: the goal never shrinks (goal_min follows it up) */
+    int leaf_percent;        /* bdw: weight of pointer-free live bytes in the goal's growth, in
+                                % (100: all live bytes alike; the Boehm GC counts them 1/4) */
 } gc_options;
 extern gc_options gc_opt;
 void gc_read_options(void);
@@ -166,6 +168,9 @@ uint64_t gc_mark_take_marked(void);
 /* Forget the marker's cached span (at the start of each stop: spans change between cycles). */
 void gc_mark_reset_cache(void);
 extern uint64_t gc_marked_bytes; /* bytes of objects marked this cycle */
+extern uint64_t gc_marked_leaf_bytes; /* of which in pointer-free (leaf) objects */
+/* Leaf bytes marked since the last call (with gc_mark_take_marked's). */
+uint64_t gc_mark_take_leaf(void);
 /* Checkmark: re-mark from the roots into a side table; abort on an unmarked reachable
  * object. The world is stopped and marking is complete. */
 void gc_checkmark(void);
