@@ -894,9 +894,16 @@ void gc_assist(uint64_t bytes) {
              * it. Signalled asleep, it answered only once its vCPU woke, 0.5-2.5 ms later
              * when that CPU was idle (perf -a: both CPUs in swapper through the whole
              * stop): the longest stops of binary-trees and of the 1 GiB workload. */
-            cgc_blocking_enter();
-            nanosleep(&ts, NULL);
-            cgc_blocking_leave();
+            gc_mark_starved(1); /* the markers share even a short buffer now */
+            bool shared = false;
+            while (plat_ncpu() > 1 && plat_now_ns() - z < 30000)
+                if ((shared = gc_mark_pool_nonempty())) break;
+            if (!shared) {
+                cgc_blocking_enter();
+                nanosleep(&ts, NULL);
+                cgc_blocking_leave();
+            }
+            gc_mark_starved(-1);
             seg = plat_now_ns();
             slept += seg - z; /* waiting is not GC CPU */
             continue;

@@ -62,6 +62,7 @@ static gc_workbuf *pool_full, *pool_empty;  /* [pool_lock] */
  * markers asked under the lock every 64 objects, 1.4% of the 1 GiB pause workload). Kept by
  * pool_put and pool_take. */
 static _Atomic int pool_has_full;
+static _Atomic int starved; /* assists waiting for work (gc_mark_starved) */
 static unsigned n_participants;             /* [pool_lock] */
 static _Atomic unsigned n_waiting;          /* [pool_lock] to write; read racily to share */
 static bool drain_done;                     /* [pool_lock] */
@@ -511,10 +512,11 @@ static void share_half(void) {
  * pool ran dry (assists and the worker then have something to take). */
 static void maybe_share(bool concurrent) {
     gc_workbuf *b = local_buf;
-    if (b == NULL || b->n < (concurrent ? 8u : 4u)) return;
+    if (b == NULL || b->n < 2) return;
     if (concurrent) {
         if (atomic_load_explicit(&pool_has_full, memory_order_relaxed)) return; /* not starved */
-    } else if (atomic_load_explicit(&n_waiting, memory_order_relaxed) == 0) {
+        if (b->n < 8 && atomic_load_explicit(&starved, memory_order_relaxed) == 0) return;
+    } else if (b->n < 4 || atomic_load_explicit(&n_waiting, memory_order_relaxed) == 0) {
         return;
     }
     share_half();
@@ -691,6 +693,9 @@ uint64_t gc_mark_some(uint64_t budget) {
     atomic_fetch_sub_explicit(&active_markers, 1, memory_order_seq_cst);
     return done;
 }
+
+void gc_mark_starved(int delta) { atomic_fetch_add_explicit(&starved, delta, memory_order_relaxed); }
+bool gc_mark_pool_nonempty(void) { return atomic_load_explicit(&pool_has_full, memory_order_relaxed); }
 
 bool gc_mark_idle(void) {
     if (atomic_load_explicit(&active_markers, memory_order_seq_cst) != 0) return false;

@@ -157,6 +157,11 @@ uint64_t gc_mark_some(uint64_t budget);
 void gc_mark_publish(void);
 /* No grey work anywhere (the pool and every marker's local buffer are empty). */
 bool gc_mark_idle(void);
+/* An assist past the goal found no work (+1) or stopped waiting for it (-1): while any
+ * waits, concurrent markers share even a short buffer. */
+void gc_mark_starved(int delta);
+/* Grey work is in the shared pool (a racy look). */
+bool gc_mark_pool_nonempty(void);
 /* Shade n candidate pointers (a barrier buffer); the work is published. */
 void gc_shade_many(const uintptr_t *v, unsigned n);
 /* Queue the contents of the object at p for scanning without marking it (finalizer roots). */
