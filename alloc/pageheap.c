@@ -120,7 +120,7 @@ static void count_released_fn(alloc_arena *ar, size_t first, size_t n, void *arg
     size_t *count = arg;
     for (size_t i = first, end = first + n; i < end;) {
         size_t w = i / 64, hi = end - w * 64 < 64 ? end - w * 64 : 64;
-        *count += (size_t)__builtin_popcountll(ar->released[w] & bit_range(i % 64, hi));
+        *count += (size_t)alloc_popcount64(ar->released[w] & bit_range(i % 64, hi));
         i = w * 64 + hi;
     }
 }

@@ -84,8 +84,8 @@ static uint32_t sweep_small(alloc_span *s) {
                 clobber(s->start + idx * s->elem_size, s->elem_size);
             }
         }
-        freed += (uint64_t)__builtin_popcountll(dead);
-        live += (uint32_t)__builtin_popcountll(m);
+        freed += (uint64_t)alloc_popcount64(dead);
+        live += (uint32_t)alloc_popcount64(m);
         atomic_store_explicit(&s->gcbits[w].alloc, m, memory_order_relaxed);
     }
     memset((void *)gc_marks_of(s), 0, s->nelems);
@@ -283,7 +283,7 @@ void gc_prepare_sweep(void) {
 static uint32_t count_allocated(const alloc_span *s) {
     uint32_t n = 0;
     for (unsigned w = 0; w < (s->nelems + 63) / 64; w++)
-        n += (uint32_t)__builtin_popcountll(atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed));
+        n += (uint32_t)alloc_popcount64(atomic_load_explicit(&s->gcbits[w].alloc, memory_order_relaxed));
     return n;
 }
 
