@@ -807,6 +807,7 @@ size_t gc_alloc_small_many(size_t n, unsigned kind, void **out, size_t max) {
 static void heap_fork_child_early(void) { gc_heap_fork(2); }
 
 void gc_heap_init(void) {
+    GC_ROOTS_EXCLUDE_VAR(centrals); /* span lists: metadata */
     alloc_gc_cache_release_hook = release_cache_spans;
     alloc_gc_fork_child_hook = heap_fork_child_early;
 }

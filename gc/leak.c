@@ -745,6 +745,11 @@ static bool read_maps(void) {
  * pthread_create) may unmap it meanwhile, and a read of a vanished page must not fault. */
 static uintptr_t copy_buf[8192];
 
+void gc_leak_roots_exclude(void) {
+    GC_ROOTS_EXCLUDE_VAR(copy_buf); /* copies of the program's memory, scratch */
+    leak_sites_roots_exclude();
+}
+
 static void mark_range_copied(uintptr_t lo, uintptr_t hi) {
     lo = (lo + 7) & ~(uintptr_t)7;
     while (lo < hi) {

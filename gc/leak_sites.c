@@ -24,6 +24,7 @@
  * caches use mmap); a per-thread guard makes such nested allocations record site 0 instead
  * of unwinding again.
  */
+#include "cgc/gc.h"
 #include "cgc/leak.h"
 
 #define UNW_LOCAL_ONLY
@@ -82,6 +83,10 @@ static int self_cb(struct dl_phdr_info *info, size_t size, void *arg) {
         }
     }
     return 0;
+}
+
+void leak_sites_roots_exclude(void) {
+    gc_roots_exclude((uintptr_t)&dir, (uintptr_t)&dir + sizeof dir);
 }
 
 void leak_sites_init(void) {

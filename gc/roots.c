@@ -23,7 +23,7 @@ typedef struct range {
 static pthread_mutex_t roots_lock = PTHREAD_MUTEX_INITIALIZER;
 static range *roots;            /* [roots_lock] cgc_add_roots ranges */
 static size_t nroots, cap_roots;
-static range excluded[8];       /* never scanned: the allocator's own big tables */
+static range excluded[16];      /* never scanned: the allocator's own big tables */
 static size_t nexcluded;
 uint64_t gc_roots_bytes_last;
 /* Where module and registered ranges go: the collector's marker, or leak mode's

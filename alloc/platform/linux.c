@@ -35,6 +35,11 @@ static struct {
 } own[OWN_SLOTS];
 static _Atomic int own_overflow;
 
+void plat_own_table(uintptr_t *lo, uintptr_t *hi) {
+    *lo = (uintptr_t)own;
+    *hi = (uintptr_t)own + sizeof own;
+}
+
 static void own_add(void *p, size_t size) {
     uintptr_t lo = (uintptr_t)p;
     for (size_t i = 0; i < OWN_SLOTS; i++) {

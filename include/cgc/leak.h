@@ -73,6 +73,8 @@ void leak_sites_verify_counts(uint64_t out[3]);
 void leak_sites_lock(bool take);
 /* Prepare capture (the library's text range, so our own frames are skipped). */
 void leak_sites_init(void);
+/* Exclude the site directory from the collector's data/bss scan. */
+void leak_sites_roots_exclude(void);
 /* Is ip in cgc's own code? (valid after leak_sites_init) */
 bool leak_own_code(uintptr_t ip);
 /* The site of an allocation being made now: a full stack or the caller only. Never calls

@@ -45,6 +45,9 @@ void   plat_write_stderr(const char *buf, size_t len);
 _Noreturn void plat_abort(void);
 /* 64 random bits (getrandom; falls back to clock and address entropy). */
 uint64_t plat_random_u64(void);
+/* The table of the mappings made here (leak mode's "ours"), so the collector does not scan
+ * it as a root: [*lo, *hi). */
+void   plat_own_table(uintptr_t *lo, uintptr_t *hi);
 /* Number of online CPUs (>= 1). */
 unsigned plat_ncpu(void);
 /* Start a detached helper thread running fn(arg) with every signal blocked except
