@@ -127,6 +127,8 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv) {
      * park racing scan_thread during a handshake hold). Only this thread moves itself out
      * of RUNNING, so the load cannot go stale while the handler runs. */
     if (t && stop_owed(t) && atomic_load_explicit(&t->state, memory_order_acquire) == GC_RUNNING) {
+        atomic_store_explicit(&t->seen_epoch, atomic_load_explicit(&gc_epoch, memory_order_relaxed),
+                              memory_order_relaxed);
         if (alloc_tls_nostop > 0) {
             alloc_tls_stop_deferred = 1; /* park on leaving the region */
         } else {
@@ -375,9 +377,25 @@ static uint64_t stop_threads(gc_thread *only) {
          * answer, there in 30 us, was seen 1-4 ms later (a quarter of all holds of
          * perf/binarytrees 20 2 took over 1 ms; a fifth as many with the spin). Past 50
          * us the target is likely waiting for this very CPU: sleep on the semaphore. */
-        if (plat_now_ns() - t0 < 50000 && plat_ncpu() > 1) { /* one CPU: nothing to wait for */
+        uint64_t waited = plat_now_ns() - t0;
+        if (waited < 50000 && plat_ncpu() > 1) { /* one CPU: nothing to wait for */
             cpu_relax();
             continue;
+        }
+        /* Every target still out has run its handler (it is on a CPU, deferred to the end
+         * of a no-stop region or about to park): keep spinning, up to 1 ms. Asleep here,
+         * this thread was woken by the answer only 1-3 ms later now and then (an idle vCPU
+         * to wake), and a held thread waited for it: a hold's held part reached 2.9 ms. */
+        if (waited < 1000000 && plat_ncpu() > 1) {
+            bool running = true;
+            for (gc_thread *t = gc_threads; t && running; t = t->next)
+                if (is_target(t, only) && !acked(t, e) &&
+                    atomic_load_explicit(&t->seen_epoch, memory_order_relaxed) != e)
+                    running = false;
+            if (running) {
+                cpu_relax();
+                continue;
+            }
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

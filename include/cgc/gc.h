@@ -73,6 +73,8 @@ typedef struct gc_thread {
     _Atomic int stop_requested;     /* the collector sent a stop for the current epoch */
     _Atomic int stopped;            /* parked in the handler / at a safepoint */
     _Atomic uint32_t parked_epoch;  /* the stop epoch this thread last acknowledged */
+    _Atomic uint32_t seen_epoch;    /* the stop epoch whose signal its handler last ran for
+                                       (it is on a CPU: parked or about to park) */
     ucontext_t regs;                /* registers saved by the handler */
     jmp_buf jb;                     /* registers saved at blocking_enter / a safepoint */
     int regs_from_jb;
