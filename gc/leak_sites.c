@@ -85,9 +85,7 @@ static int self_cb(struct dl_phdr_info *info, size_t size, void *arg) {
     return 0;
 }
 
-void leak_sites_roots_exclude(void) {
-    gc_roots_exclude((uintptr_t)&dir, (uintptr_t)&dir + sizeof dir);
-}
+void leak_sites_roots_exclude(void) { GC_ROOTS_EXCLUDE_VAR(dir); }
 
 void leak_sites_init(void) {
     dl_iterate_phdr(self_cb, (void *)(uintptr_t)&leak_site_capture);

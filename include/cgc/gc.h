@@ -125,9 +125,9 @@ extern uint64_t gc_roots_bytes_last; /* data/bss + registered roots scanned by t
 /* Exclude [lo, hi) from module data/bss scanning (the allocator's own large tables). */
 void gc_roots_exclude(uintptr_t lo, uintptr_t hi);
 /* Exclude a variable of cgc's own (a table that never holds a root) from the data/bss scan. */
+#define GC_ROOTS_EXCLUDE_VAR(v) gc_roots_exclude((uintptr_t)&(v), (uintptr_t)&(v) + sizeof(v))
 /* Leak mode's scratch tables (gc/leak.c, gc/leak_sites.c): excluded the same way. */
 void gc_leak_roots_exclude(void);
-#define GC_ROOTS_EXCLUDE_VAR(v) gc_roots_exclude((uintptr_t)&(v), (uintptr_t)&(v) + sizeof(v))
 /* The roots lock (a no-stop lock): the cycle holds it across the stop. */
 void gc_roots_lock(void);
 void gc_roots_unlock(void);
