@@ -897,15 +897,19 @@ void gc_assist(uint64_t bytes) {
             /* The trace's assist spans are GC CPU (cgc-trace sums them): the wait is not. */
             if (traced && worked) trace_span(trace_cycle_no, "assist", "assist", seg, z);
             worked = false;
-            /* In a blocking region: a stop holds this thread by CAS instead of signalling
-             * it. Signalled asleep, it answered only once its vCPU woke, 0.5-2.5 ms later
-             * when that CPU was idle (perf -a: both CPUs in swapper through the whole
-             * stop): the longest stops of binary-trees and of the 1 GiB workload. */
-            gc_mark_starved(1); /* the markers share even a short buffer now */
+            /* Said starved, the markers share even a short buffer: look for it for 30 us
+             * (on more than one CPU) before sleeping. */
+            gc_mark_starved(1);
             bool shared = false;
-            while (plat_ncpu() > 1 && plat_now_ns() - z < 30000)
-                if ((shared = gc_mark_pool_nonempty())) break;
+            if (plat_ncpu() > 1)
+                while (!(shared = gc_mark_pool_nonempty()) && plat_now_ns() - z < 30000)
+                    plat_cpu_relax();
             if (!shared) {
+                /* In a blocking region: a stop holds this thread by CAS instead of
+                 * signalling it. Signalled asleep, it answered only once its vCPU woke,
+                 * 0.5-2.5 ms later when that CPU was idle (perf -a: both CPUs in swapper
+                 * through the whole stop): the longest stops of binary-trees and of the
+                 * 1 GiB workload. */
                 cgc_blocking_enter();
                 nanosleep(&ts, NULL);
                 cgc_blocking_leave();

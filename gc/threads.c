@@ -43,14 +43,6 @@ static void futex_wake_all(_Atomic uint32_t *addr) {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 static inline __attribute__((always_inline)) uintptr_t current_sp(void) {
     uintptr_t sp;
 #if defined(__x86_64__)
@@ -379,7 +371,7 @@ static uint64_t stop_threads(gc_thread *only) {
          * us the target is likely waiting for this very CPU: sleep on the semaphore. */
         uint64_t waited = plat_now_ns() - t0;
         if (waited < 50000 && plat_ncpu() > 1) { /* one CPU: nothing to wait for */
-            cpu_relax();
+            plat_cpu_relax();
             continue;
         }
         /* Every target still out has run its handler (it is on a CPU, deferred to the end
@@ -393,7 +385,7 @@ static uint64_t stop_threads(gc_thread *only) {
                     atomic_load_explicit(&t->seen_epoch, memory_order_relaxed) != e)
                     running = false;
             if (running) {
-                cpu_relax();
+                plat_cpu_relax();
                 continue;
             }
         }

@@ -48,6 +48,14 @@ uint64_t plat_random_u64(void);
 /* The table of the mappings made here (leak mode's "ours"), so the collector does not scan
  * it as a root: [*lo, *hi). */
 void   plat_own_table(uintptr_t *lo, uintptr_t *hi);
+/* One step of a spin-wait: tells the CPU (and a hypervisor) that this thread is waiting. */
+static inline void plat_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
 /* Number of online CPUs (>= 1). */
 unsigned plat_ncpu(void);
 /* Start a detached helper thread running fn(arg) with every signal blocked except
