@@ -282,7 +282,7 @@ static void stopped_work(cycle_times *ct) {
     unsigned n = 0;
     for (gc_thread *t = gc_threads; t; t = t->next) n++;
     ct->nthreads = n;
-    gc_marked_bytes = gc_marked_leaf_bytes = 0;
+    gc_mark_take_marked(NULL); /* counts from before this cycle */
     gc_mark_reset_cache();
     /* Taken only now: a mutator waiting for it is in a no-stop region and would never
      * acknowledge the stop if we had held it across stop_world. */
@@ -297,8 +297,7 @@ static void stopped_work(cycle_times *ct) {
     gc_final_unlock();
     if (gc_opt.checkmark) gc_checkmark();
     gc_roots_unlock();
-    __atomic_store_n(&live_after_mark, gc_marked_bytes + gc_mark_take_marked(), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
-    leaf_after_mark = gc_marked_leaf_bytes + gc_mark_take_leaf();
+    __atomic_store_n(&live_after_mark, gc_mark_take_marked(&leaf_after_mark), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
     ct->heap_marked = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
     atomic_store_explicit(&gc_heap_bytes, live_after_mark, memory_order_relaxed);
     compute_goal();
@@ -395,8 +394,7 @@ static void stop1(cycle_times *ct) {
     /* Before gc_marking is published: shading (barrier buffers flushed by their threads)
      * may begin as soon as it is. Sweeping is over (gc_finish_sweep waited for every span
      * in a sweeper's hands), so no mark bit can be cleared under a shade. */
-    gc_marked_bytes = gc_marked_leaf_bytes = 0;
-    gc_mark_take_marked();
+    gc_mark_take_marked(NULL);
     /* This thread's last-span cache may name a span that the last sweep freed (and the
      * page heap reused): the stack and root scans below go through it. */
     gc_mark_reset_cache();
@@ -544,8 +542,7 @@ static void stop2(term_ctx *tc) {
     /* The goal is set from what marking found reachable; objects born black during the
      * mark are in the heap (and count toward the next trigger) but not in that base, or a
      * long mark would inflate every following goal. */
-    __atomic_store_n(&live_after_mark, gc_marked_bytes + gc_mark_take_marked(), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
-    leaf_after_mark = gc_marked_leaf_bytes + gc_mark_take_leaf();
+    __atomic_store_n(&live_after_mark, gc_mark_take_marked(&leaf_after_mark), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
     uint64_t req = atomic_exchange_explicit(&heap_at_request, 0, memory_order_relaxed);
     last_mark_alloc = req && req <= start && heap > req ? heap - req : black;
     last_mark_work = atomic_load_explicit(&mark_work_done, memory_order_relaxed) + 1;

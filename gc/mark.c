@@ -71,8 +71,7 @@ static uint32_t drain_epoch;                /* [pool_lock] bumped to start helpe
 static unsigned n_helpers;                  /* helper threads started */
 static _Atomic uint64_t marked_total;
 static _Atomic unsigned active_markers;     /* threads inside gc_mark_some */
-uint64_t gc_marked_bytes, gc_marked_leaf_bytes;
-static _Atomic uint64_t leaf_total;
+static _Atomic uint64_t leaf_total;         /* of which in leaf objects */
 int gc_checkmark_active;
 
 /* The writers of pool_full (and of pool_has_full), with gc_mark_fork's reset. [pool_lock] */
@@ -564,11 +563,17 @@ static uint64_t scan_loop(bool concurrent, uint64_t budget) {
     return done;
 }
 
-static uint64_t drain_local(void) {
-    uint64_t scanned = scan_loop(false, UINT64_MAX);
+/* This marker's counts into the shared totals (gc_mark_take_marked collects them). */
+static void flush_marked(void) {
+    if (local_marked == 0) return;
     atomic_fetch_add_explicit(&marked_total, local_marked, memory_order_relaxed);
     atomic_fetch_add_explicit(&leaf_total, local_leaf, memory_order_relaxed);
     local_marked = local_leaf = 0;
+}
+
+static uint64_t drain_local(void) {
+    uint64_t scanned = scan_loop(false, UINT64_MAX);
+    flush_marked();
     return scanned;
 }
 
@@ -618,8 +623,6 @@ uint64_t gc_drain(void) {
         pthread_mutex_lock(&pool_lock);
         n_participants = 0;
         pthread_mutex_unlock(&pool_lock);
-        gc_marked_bytes += atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
-        gc_marked_leaf_bytes += atomic_exchange_explicit(&leaf_total, 0, memory_order_relaxed);
         return r;
     }
     if (n_helpers == 0) start_helpers();
@@ -642,18 +645,12 @@ uint64_t gc_drain(void) {
     n_participants--;
     while (n_participants > 0) pthread_cond_wait(&pool_cv, &pool_lock); /* joined helpers check out */
     pthread_mutex_unlock(&pool_lock);
-    gc_marked_bytes += atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
-    gc_marked_leaf_bytes += atomic_exchange_explicit(&leaf_total, 0, memory_order_relaxed);
     return r;
 }
 
 /* ---- concurrent marking ------------------------------------------------------------------- */
 void gc_mark_publish(void) {
-    if (local_marked) {
-        atomic_fetch_add_explicit(&marked_total, local_marked, memory_order_relaxed);
-        atomic_fetch_add_explicit(&leaf_total, local_leaf, memory_order_relaxed);
-        local_marked = local_leaf = 0;
-    }
+    flush_marked();
     gc_workbuf *b = local_buf;
     if (b == NULL || b->n == 0) return;
     local_buf = NULL;
@@ -733,12 +730,12 @@ bool gc_mark_only(uintptr_t p) {
     return true;
 }
 
-uint64_t gc_mark_take_marked(void) {
+uint64_t gc_mark_take_marked(uint64_t *leaf) {
     gc_mark_publish();
+    uint64_t l = atomic_exchange_explicit(&leaf_total, 0, memory_order_relaxed);
+    if (leaf) *leaf = l;
     return atomic_exchange_explicit(&marked_total, 0, memory_order_relaxed);
 }
-
-uint64_t gc_mark_take_leaf(void) { return atomic_exchange_explicit(&leaf_total, 0, memory_order_relaxed); }
 
 /* ---- checkmark ------------------------------------------------------------------------------- */
 void gc_checkmark(void) {

@@ -174,14 +174,11 @@ void gc_shade_many(const uintptr_t *v, unsigned n);
 void gc_mark_contents(uintptr_t p);
 /* Mark the object at p without scanning it (returns true if it was white). */
 bool gc_mark_only(uintptr_t p);
-/* Bytes marked by gc_mark_some/gc_shade_many/gc_mark_only since the last call. */
-uint64_t gc_mark_take_marked(void);
+/* Bytes marked (by every marker: drains, gc_mark_some, gc_shade_many, gc_mark_only) since
+ * the last call, and in *leaf (if not NULL) how many of them in pointer-free objects. */
+uint64_t gc_mark_take_marked(uint64_t *leaf);
 /* Forget the marker's cached span (at the start of each stop: spans change between cycles). */
 void gc_mark_reset_cache(void);
-extern uint64_t gc_marked_bytes; /* bytes of objects marked this cycle */
-extern uint64_t gc_marked_leaf_bytes; /* of which in pointer-free (leaf) objects */
-/* Leaf bytes marked since the last call (with gc_mark_take_marked's). */
-uint64_t gc_mark_take_leaf(void);
 /* Checkmark: re-mark from the roots into a side table; abort on an unmarked reachable
  * object. The world is stopped and marking is complete. */
 void gc_checkmark(void);
