@@ -352,6 +352,12 @@ static CGC_NOINLINE _Noreturn void checkmark_failed(uintptr_t base, size_t size)
 }
 
 static inline void shade_at(uintptr_t p, bool cached) {
+    /* The candidate's own line is asked for now, before the span lookup, the alloc bit and
+     * the mark byte: along a chain (a list, each cell queueing only its successor) nothing
+     * else is in the FIFO to overlap with, and this turns three misses paid one after
+     * another into about one. Guile's list program: longest stop 47 -> 37 ms, 6% faster
+     * (interleaved A/B, 7 runs each); trees and gcbench unchanged. */
+    __builtin_prefetch((const void *)p);
     uintptr_t base = 0;
     size_t size = 0;
     alloc_span *s = NULL;
