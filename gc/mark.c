@@ -642,6 +642,14 @@ static void start_helpers(void) {
 }
 
 uint64_t gc_drain(void) {
+    /* Nothing grey (the finalizer pass after the main drain, usually): no helper is woken
+     * and nobody waits to see that. The pool is only filled by this thread while the world
+     * is stopped. */
+    if ((local_buf == NULL || local_buf->n == 0) &&
+        !atomic_load_explicit(&pool_has_full, memory_order_relaxed)) {
+        flush_marked();
+        return 0;
+    }
     if (gc_checkmark_active || plat_ncpu() < 2) { /* single-threaded */
         pthread_mutex_lock(&pool_lock);
         n_participants = 1;
