@@ -67,7 +67,6 @@ static gc_workbuf *pool_full, *pool_empty;  /* [pool_lock] */
 static _Atomic int pool_has_full;
 static _Atomic int starved; /* assists waiting for work (gc_mark_starved) */
 static unsigned n_participants;             /* [pool_lock] */
-#define POP_SPIN_NS 30000
 static _Atomic unsigned n_waiting;          /* [pool_lock] to write; read racily to share */
 static _Atomic unsigned n_spinning;         /* markers in pop's spin (out of work, awake) */
 static bool drain_done;                     /* [pool_lock] */
@@ -152,6 +151,7 @@ static inline void push_object(const alloc_span *s, uintptr_t base, size_t size)
 
 /* Take work: from the local buffer, else a full buffer from the pool; false when marking
  * is complete. */
+#define POP_SPIN_NS 30000
 static bool pop(gc_work *out) {
     gc_workbuf *b = local_buf;
     if (b && b->n > 0) {
@@ -642,9 +642,10 @@ static void start_helpers(void) {
 }
 
 uint64_t gc_drain(void) {
-    /* Nothing grey (the finalizer pass after the main drain, usually): no helper is woken
-     * and nobody waits to see that. The pool is only filled by this thread while the world
-     * is stopped. */
+    /* Nothing grey here or in the pool (the finalizer pass after the main drain, usually):
+     * no helper is woken and nobody waits to see that. With the world stopped only this
+     * thread fills the pool; in a forced concurrent cycle an assist may hold work of its
+     * own, which a drain never waited for (the cycle loops on gc_mark_idle for it). */
     if ((local_buf == NULL || local_buf->n == 0) &&
         !atomic_load_explicit(&pool_has_full, memory_order_relaxed)) {
         flush_marked();
