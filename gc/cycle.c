@@ -157,8 +157,7 @@ void gc_ensure_init(void) {
         /* cgc's own tables in its bss are never roots (what they hold of the heap is
          * disguised), and scanning them cost every cycle, and stop 2's rescan, ~300 KiB
          * beyond the program's own data (perf/gclive: 417 KiB of roots, 110 of them its). */
-        gc_roots_exclude((uintptr_t)alloc_arena_index,
-                         (uintptr_t)alloc_arena_index + sizeof alloc_arena_index);
+        GC_ROOTS_EXCLUDE_VAR(alloc_arena_index);
         uintptr_t own_lo, own_hi;
         plat_own_table(&own_lo, &own_hi);
         gc_roots_exclude(own_lo, own_hi);
@@ -895,13 +894,9 @@ void gc_assist(uint64_t bytes) {
             if (traced && worked) trace_span(trace_cycle_no, "assist", "assist", seg, z);
             worked = false;
             /* Said starved, the markers share even a short buffer: look for it for 30 us
-             * (on more than one CPU) before sleeping. */
+             * before sleeping. */
             gc_mark_starved(1);
-            bool shared = false;
-            if (plat_ncpu() > 1)
-                while (!(shared = gc_mark_pool_nonempty()) && plat_now_ns() - z < 30000)
-                    plat_cpu_relax();
-            if (!shared) {
+            if (!gc_mark_spin_for_work(30000)) {
                 /* In a blocking region: a stop holds this thread by CAS instead of
                  * signalling it. Signalled asleep, it answered only once its vCPU woke,
                  * 0.5-2.5 ms later when that CPU was idle (perf -a: both CPUs in swapper

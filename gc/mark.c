@@ -65,10 +65,12 @@ static gc_workbuf *pool_full, *pool_empty;  /* [pool_lock] */
  * markers asked under the lock every 64 objects, 1.4% of the 1 GiB pause workload). Kept by
  * pool_put and pool_take. */
 static _Atomic int pool_has_full;
-static _Atomic int starved; /* assists waiting for work (gc_mark_starved) */
+/* Markers out of work and waiting for some to be shared: an assist past the goal
+ * (gc_mark_starved) or a stopped-world marker in pop's spin. Others share with them even a
+ * short buffer, and need not wake them for it. */
+static _Atomic int starved;
 static unsigned n_participants;             /* [pool_lock] */
 static _Atomic unsigned n_waiting;          /* [pool_lock] to write; read racily to share */
-static _Atomic unsigned n_spinning;         /* markers in pop's spin (out of work, awake) */
 static bool drain_done;                     /* [pool_lock] */
 static bool drain_open;                     /* [pool_lock] a parallel drain takes helpers */
 static uint32_t drain_epoch;                /* [pool_lock] bumped to start helpers */
@@ -149,6 +151,15 @@ static inline void push_object(const alloc_span *s, uintptr_t base, size_t size)
     push_object_k(s, base, size, span_kind(s));
 }
 
+bool gc_mark_spin_for_work(uint64_t ns) {
+    if (plat_ncpu() < 2) return false; /* one CPU: the sharer cannot run while we spin */
+    for (uint64_t t0 = plat_now_ns(); plat_now_ns() - t0 < ns;) {
+        if (atomic_load_explicit(&pool_has_full, memory_order_relaxed)) return true;
+        for (unsigned i = 0; i < 16; i++) plat_cpu_relax();
+    }
+    return atomic_load_explicit(&pool_has_full, memory_order_relaxed);
+}
+
 /* Take work: from the local buffer, else a full buffer from the pool; false when marking
  * is complete. */
 #define POP_SPIN_NS 30000
@@ -166,12 +177,10 @@ static bool pop(gc_work *out) {
      * later. With the adaptive pool_lock, interleaved A/B: gcbench stop-the-world 0.477 ->
      * 0.425 s, concurrent 0.383 -> 0.356 s; Guile hashes 0.62 -> 0.56 s, lists 0.99 ->
      * 0.91 s. Not in a single-threaded drain (gc_drain's condition): nobody would share. */
-    if (!gc_checkmark_active && plat_ncpu() > 1) {
-        atomic_fetch_add_explicit(&n_spinning, 1, memory_order_relaxed);
-        for (uint64_t t0 = plat_now_ns(); !atomic_load_explicit(&pool_has_full, memory_order_relaxed) &&
-                                          plat_now_ns() - t0 < POP_SPIN_NS;)
-            for (unsigned i = 0; i < 16; i++) plat_cpu_relax();
-        atomic_fetch_sub_explicit(&n_spinning, 1, memory_order_relaxed);
+    if (!gc_checkmark_active) {
+        gc_mark_starved(1);
+        gc_mark_spin_for_work(POP_SPIN_NS);
+        gc_mark_starved(-1);
     }
     pthread_mutex_lock(&pool_lock);
     while (pool_full == NULL) {
@@ -543,7 +552,7 @@ static void maybe_share(bool concurrent) {
         if (b->n < 8 && atomic_load_explicit(&starved, memory_order_relaxed) == 0) return;
     } else if (b->n < 4 ||
                (atomic_load_explicit(&n_waiting, memory_order_relaxed) == 0 &&
-                atomic_load_explicit(&n_spinning, memory_order_relaxed) == 0) ||
+                atomic_load_explicit(&starved, memory_order_relaxed) == 0) ||
                atomic_load_explicit(&pool_has_full, memory_order_relaxed)) {
         return; /* nobody idle, or a buffer is already there for them */
     }
@@ -730,7 +739,6 @@ uint64_t gc_mark_some(uint64_t budget) {
 }
 
 void gc_mark_starved(int delta) { atomic_fetch_add_explicit(&starved, delta, memory_order_relaxed); }
-bool gc_mark_pool_nonempty(void) { return atomic_load_explicit(&pool_has_full, memory_order_relaxed); }
 
 bool gc_mark_idle(void) {
     if (atomic_load_explicit(&active_markers, memory_order_seq_cst) != 0) return false;
@@ -801,6 +809,6 @@ void gc_mark_fork(int what) {
         pool_full = NULL; /* (nothing is marking: the cycle was waited out) */
         atomic_store_explicit(&pool_has_full, 0, memory_order_relaxed);
         atomic_store_explicit(&n_waiting, 0, memory_order_relaxed);
-        atomic_store_explicit(&n_spinning, 0, memory_order_relaxed);
+        atomic_store_explicit(&starved, 0, memory_order_relaxed);
     }
 }

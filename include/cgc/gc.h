@@ -166,8 +166,9 @@ bool gc_mark_idle(void);
 /* An assist past the goal found no work (+1) or stopped waiting for it (-1): while any
  * waits, concurrent markers share even a short buffer. */
 void gc_mark_starved(int delta);
-/* Grey work is in the shared pool (a racy look). */
-bool gc_mark_pool_nonempty(void);
+/* Spin up to ns (never on one CPU) until grey work is in the shared pool; whether it is.
+ * The caller said it is starved, so markers share with it. */
+bool gc_mark_spin_for_work(uint64_t ns);
 /* Shade n candidate pointers (a barrier buffer); the work is published. */
 void gc_shade_many(const uintptr_t *v, unsigned n);
 /* Queue the contents of the object at p for scanning without marking it (finalizer roots). */
