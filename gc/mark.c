@@ -173,7 +173,17 @@ bool gc_mark_spin_for_work(uint64_t ns) {
 static inline bool pop_local(gc_work *out) {
     gc_workbuf *b = local_buf;
     if (CGC_LIKELY(b && b->n > 0)) {
-        *out = b->e[--b->n];
+        const gc_work *e = &b->e[--b->n];
+        /* Two word loads, as push stored it: the entry on top was usually pushed moments
+         * ago, and one 16-byte load of two 8-byte stores still in flight cannot be
+         * forwarded from them — it waits for both to reach the cache (that stall was half
+         * of scan_loop's samples on Guile's trees program). The empty asm keeps the
+         * compiler from merging the loads back into one. */
+        uintptr_t bk = e->bk;
+        size_t len = e->len;
+        __asm__("" : "+r"(bk), "+r"(len));
+        out->bk = bk;
+        out->len = len;
         return true;
     }
     return false;
@@ -585,7 +595,9 @@ static uint64_t scan_loop(bool concurrent, uint64_t budget) {
     gc_work fifo[PREFETCH_DEPTH];
     unsigned head = 0, count = 0;
     for (;;) {
-        gc_work w;
+        /* Popped straight into its FIFO slot, read back 32 objects later: a copy through
+         * a local was a 16-byte load of two 8-byte stores just made (see pop_local). */
+        gc_work *slot = &fifo[(head + count) % PREFETCH_DEPTH];
         /* With objects in the FIFO, take more only from the local buffer: its being empty
          * with the FIFO full is the normal state of a long chain (each cell queues only its
          * successor), and going to the pool then locked pool_lock once per cell — or
@@ -593,14 +605,13 @@ static uint64_t scan_loop(bool concurrent, uint64_t budget) {
          * Guile list program went to that lock). The FIFO's next scan refills the buffer. */
         bool more = count == 0 || (local_buf && local_buf->n > 0);
         if (count < PREFETCH_DEPTH && done < budget && more &&
-            (pop_local(&w) || (concurrent ? pop_nowait(&w) : pop(&w)))) {
-            __builtin_prefetch((const void *)WORK_BASE(&w));
-            fifo[(head + count) % PREFETCH_DEPTH] = w;
+            (pop_local(slot) || (concurrent ? pop_nowait(slot) : pop(slot)))) {
+            __builtin_prefetch((const void *)WORK_BASE(slot));
             count++;
             continue;
         }
         if (count == 0) break;
-        w = fifo[head];
+        gc_work w = fifo[head];
         head = (head + 1) % PREFETCH_DEPTH;
         count--;
         scan_one(&w);
