@@ -47,7 +47,7 @@ static const char *const known_options[] = {
     /* the collector's (gc/cycle.c reads them) */
     "CGC_GC_PERCENT", "CGC_MEMORY_LIMIT", "CGC_HEAP_MAX", "CGC_TRACE", "CGC_CLOBBER",
     "CGC_CHECKMARK", "CGC_ROOTS", "CGC_SIGNAL", "CGC_FINALIZERS", "CGC_TRACE_FILE",
-    "CGC_STOPTHEWORLD", "CGC_DEBUG_BARRIER",
+    "CGC_STOPTHEWORLD", "CGC_DEBUG_BARRIER", "CGC_GOAL_HOLD_MS",
     /* leak mode's (gc/leak.c) */
     "CGC_LEAKS", "CGC_LEAKS_INTERVAL", "CGC_LEAKS_STACKS", "CGC_LEAKS_FILE", "CGC_LEAKS_JSON", NULL,
 };

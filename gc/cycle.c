@@ -35,6 +35,7 @@ gc_options gc_opt = {
     .gc_percent = 100,
     .memory_limit = UINT64_MAX,
     .heap_max = UINT64_MAX,
+    .goal_hold_ns = 1000ull * 1000 * 1000, /* the scavenger's default decay (CGC_DECAY_MS) */
     .roots_auto = 1,
     .signal = SIGPWR,
     .finalizer_thread = 1,
@@ -100,6 +101,12 @@ void gc_read_options(void) {
     if ((v = plat_getenv("CGC_HEAP_MAX")) != NULL) {
         if (parse_size(v, &u) && u > 0) gc_opt.heap_max = u;
         else bad("CGC_HEAP_MAX", v);
+    }
+    if ((v = plat_getenv("CGC_GOAL_HOLD_MS")) != NULL) {
+        char *end;
+        unsigned long long ms = strtoull(v, &end, 10);
+        if (*v && *end == 0 && ms <= 3600ull * 1000) gc_opt.goal_hold_ns = ms * 1000000;
+        else bad("CGC_GOAL_HOLD_MS", v);
     }
     if ((v = plat_getenv("CGC_TRACE")) != NULL) gc_opt.trace = atoi(v);
     if ((v = plat_getenv("CGC_CLOBBER")) != NULL) gc_opt.clobber = atoi(v) != 0;
@@ -201,6 +208,34 @@ static _Atomic int64_t bg_credit;          /* worker's work not yet claimed by a
 static _Atomic uint64_t assist_ns_total, worker_ns_total;
 static _Atomic uint64_t cycle_assist_ns;
 
+/* The recent peak (DESIGN §3.5 amended, docs/collector.md "Holding a recent peak"): when
+ * the live heap falls, the goal does not fall with it at once. The pages of the higher goal
+ * are resident, and the scavenger keeps free pages for CGC_DECAY_MS before it returns them;
+ * collecting early to stay under the new, lower goal frees pages that stay resident anyway,
+ * and costs a cycle per (new goal - live) allocated — GCBench after its stretch tree: 57
+ * cycles against 25-52 when the heap keeps using the peak it had. So the goal may stay up
+ * to the last peak goal, sliding linearly down to the plain goal over CGC_GOAL_HOLD_MS
+ * (default 1 s, the scavenger's default CGC_DECAY_MS); a new
+ * plain goal at or above the slide starts a new peak. The peak is the plain goal (the
+ * gc_percent rule), never a goal this produced, so it cannot hold itself up; the soft memory
+ * limit and CGC_HEAP_MAX still apply after it. [gc_lock] */
+static uint64_t peak_goal, peak_ns;
+
+static uint64_t hold_peak(uint64_t goal) {
+    uint64_t hold = gc_opt.goal_hold_ns;
+    if (hold == 0 || gc_opt.goal_keep) return goal; /* (bdw keeps its peak for good) */
+    uint64_t now = plat_now_ns(), age = now - peak_ns;
+    uint64_t floor = 0;
+    if (peak_goal > goal && age < hold)
+        floor = peak_goal - (uint64_t)((double)(peak_goal - goal) * (double)age / (double)hold);
+    if (goal >= floor) {
+        peak_goal = goal;
+        peak_ns = now;
+        return goal;
+    }
+    return floor;
+}
+
 static void compute_goal(void) {
     uint64_t goal = gc_opt.goal_min ? gc_opt.goal_min : MIN_GOAL; /* bdw: GC_INITIAL_HEAP_SIZE */
     if (gc_opt.gc_percent >= 0) {
@@ -213,6 +248,7 @@ static void compute_goal(void) {
                      gc_roots_bytes_last / 100 * rp;
         if (g > goal) goal = g;
     }
+    goal = hold_peak(goal);
     if (gc_opt.memory_limit != UINT64_MAX && goal > gc_opt.memory_limit) {
         goal = gc_opt.memory_limit > live_after_mark + (1u << 20) ? gc_opt.memory_limit
                                                                    : live_after_mark + (1u << 20);

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "gc_test_util.h"
 
@@ -216,6 +217,62 @@ Test(pacing, gc_percent_off_disables_automatic_cycles) {
     cgc_get_stats(&st);
     cr_assert_eq(st.gc_cycles, 0);
     cr_assert_eq(cgc_set_gc_percent(100), -1);
+}
+
+/* The goal after the live heap falls: it slides down from the last peak over CGC_GOAL_HOLD_MS
+ * (docs/collector.md "The goal holds a recent peak"); with CGC_GOAL_HOLD_MS=0, at once. */
+static void **volatile big_set; /* a global: found by the auto roots, dropped by clearing it */
+
+__attribute__((noinline)) static uint64_t build_big_set(void) {
+    enum { LIVE = 24 << 20 };
+    size_t n = LIVE / 4096;
+    big_set = cgc_alloc(n * sizeof(void *));
+    for (size_t i = 0; i < n; i++) big_set[i] = cgc_alloc_leaf(4096);
+    cgc_collect();
+    cgc_stats st;
+    cgc_get_stats(&st);
+    return st.gc_goal_bytes;
+}
+
+static uint64_t goal_after_a_fall(uint64_t *peak_goal, uint64_t *live_after) {
+    *peak_goal = build_big_set();
+    big_set = NULL;
+    scrub_stack();
+    cgc_stats st;
+    collect_n(2);
+    cgc_get_stats(&st);
+    *live_after = st.gc_live_bytes;
+    return st.gc_goal_bytes;
+}
+
+static void decay_400ms(void) { setenv("CGC_GOAL_HOLD_MS", "400", 1); }
+
+Test(pacing, goal_slides_down_from_a_recent_peak, .init = decay_400ms) {
+    uint64_t peak, live;
+    uint64_t goal = goal_after_a_fall(&peak, &live);
+    cr_log_info("peak goal %.1f MiB, live after the fall %.1f MiB, goal %.1f MiB",
+                peak / 1048576.0, live / 1048576.0, goal / 1048576.0);
+    cr_assert(peak >= (48u << 20), "24 MiB live gave a goal of only %llu", (unsigned long long)peak);
+    cr_assert(live < (4u << 20), "the big set was not collected: %llu live", (unsigned long long)live);
+    cr_assert(goal > peak / 2 && goal <= peak, "goal %llu right after the fall, peak %llu",
+              (unsigned long long)goal, (unsigned long long)peak);
+    usleep(500 * 1000); /* past the decay: the plain goal again */
+    cgc_collect();
+    cgc_stats st;
+    cgc_get_stats(&st);
+    cr_assert(st.gc_goal_bytes < (16u << 20), "goal %llu 0.5 s after the fall (hold 0.4 s)",
+              (unsigned long long)st.gc_goal_bytes);
+}
+
+static void no_decay(void) { setenv("CGC_GOAL_HOLD_MS", "0", 1); }
+
+Test(pacing, goal_falls_at_once_with_hold_0, .init = no_decay) {
+    uint64_t peak, live;
+    uint64_t goal = goal_after_a_fall(&peak, &live);
+    cr_assert(peak >= (48u << 20));
+    cr_assert(live < (4u << 20), "the big set was not collected: %llu live", (unsigned long long)live);
+    cr_assert(goal < (16u << 20), "goal %llu after the fall with CGC_GOAL_HOLD_MS=0",
+              (unsigned long long)goal);
 }
 
 /* ---- many threads ---- */

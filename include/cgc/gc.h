@@ -39,6 +39,7 @@ typedef struct gc_options {
     int gc_percent;          /* CGC_GC_PERCENT (100); < 0: no automatic cycles */
     uint64_t memory_limit;   /* CGC_MEMORY_LIMIT: soft, lowers the goal (UINT64_MAX none) */
     uint64_t heap_max;       /* CGC_HEAP_MAX: hard cap on collected bytes (UINT64_MAX none) */
+    uint64_t goal_hold_ns;   /* CGC_GOAL_HOLD_MS: the goal slides down from a peak over this */
     int trace;               /* CGC_TRACE: 1 = one line per cycle on stderr */
     int clobber;             /* CGC_CLOBBER: fill reclaimed objects with a pattern */
     int checkmark;           /* CGC_CHECKMARK: verify the marking after every cycle */
