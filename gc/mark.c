@@ -423,7 +423,19 @@ static inline void shade_at(uintptr_t p, bool cached) {
         local_marked += size;
     }
     uint8_t kind = span_kind(s);
-    if (kind == ALLOC_KIND_GC_LEAF) local_leaf += size;
+    if (kind == ALLOC_KIND_GC_LEAF) {
+        local_leaf += size;
+        return;
+    }
+    /* And the lines on either side of a newly grey object: the cells of a list are mostly
+     * allocated one after another, so the next cells of the chain are its neighbours, and
+     * a chain has nothing else to overlap its misses with (each cell queues only its
+     * successor). Interleaved A/B, 7 runs each, Guile's list program: 0.92 -> 0.69 s,
+     * stops 242 -> 127 ms in total, longest 32.7 -> 17.6 ms; either side alone gave about
+     * half of that (its lists run both ways). GCBench and Guile trees and hashes: within
+     * noise (21 runs each of GCBench). */
+    __builtin_prefetch((const void *)(base - 64));
+    __builtin_prefetch((const void *)(base + size + 63));
     push_object_k(s, base, size, kind);
 }
 
