@@ -322,8 +322,10 @@ static void stopped_work(cycle_times *ct) {
     /* Taken only now: a mutator waiting for it is in a no-stop region and would never
      * acknowledge the stop if we had held it across stop_world. */
     gc_roots_lock();
+    gc_roots_queued = true; /* (this whole function runs inside dl_iterate_phdr: stw_cb) */
     gc_scan_roots();
     gc_scan_finalizer_roots();
+    gc_roots_queued = false;
     gc_drain();
     if (gc_bdw_process_hook) gc_bdw_process_hook(); /* bdw: links, finalizers (gc/bdw_final.c) */
     gc_final_lock();

@@ -28,7 +28,7 @@ static size_t nexcluded;
 uint64_t gc_roots_bytes_last;
 /* Where module and registered ranges go: the collector's marker, or leak mode's
  * (gc_scan_static_roots_with). Only changed by a cycle holding gc_lock. */
-static void (*root_sink)(uintptr_t lo, uintptr_t hi) = gc_mark_range;
+static void (*root_sink)(uintptr_t lo, uintptr_t hi) = gc_mark_root_range;
 
 static bool grow(range **arr, size_t *cap) {
     size_t ncap = *cap ? *cap * 2 : 64;
@@ -147,19 +147,23 @@ void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi) {
 }
 
 /* ---- threads' stacks and registers ----------------------------------------------------------- */
+/* Scanned now, never queued (gc_mark_range_now): a stack is a snapshot only while its
+ * thread is held, and with the hybrid barrier it is never rescanned — a range queued and
+ * scanned after the release could miss a pointer the thread moved meanwhile into a part
+ * already scanned. (Until 2026-12-07 the 32 KiB chunks of a deeper stack were queued.) */
 static void scan_thread(gc_thread *t, uintptr_t sp) {
     /* Below the saved stack pointer lies the x86-64 red zone: a leaf function may keep
      * live values there when the signal hit. */
     uintptr_t lo = sp > t->stack_lo + 128 ? sp - 128 : t->stack_lo;
-    gc_mark_range(lo, t->stack_hi);
+    gc_mark_range_now(lo, t->stack_hi);
     if (t->regs_from_jb) {
-        gc_mark_range((uintptr_t)&t->jb, (uintptr_t)&t->jb + sizeof t->jb);
-        gc_mark_range((uintptr_t)t->spill, (uintptr_t)(t->spill + t->spill_n));
+        gc_mark_range_now((uintptr_t)&t->jb, (uintptr_t)&t->jb + sizeof t->jb);
+        gc_mark_range_now((uintptr_t)t->spill, (uintptr_t)(t->spill + t->spill_n));
     }
     else
-        gc_mark_range((uintptr_t)&t->regs.uc_mcontext.gregs,
+        gc_mark_range_now((uintptr_t)&t->regs.uc_mcontext.gregs,
                       (uintptr_t)&t->regs.uc_mcontext.gregs + sizeof t->regs.uc_mcontext.gregs);
-    gc_mark_range(t->tls_lo, t->tls_hi);
+    gc_mark_range_now(t->tls_lo, t->tls_hi);
 }
 
 __attribute__((noinline)) static void scan_self(gc_thread *t) {
@@ -169,9 +173,9 @@ __attribute__((noinline)) static void scan_self(gc_thread *t) {
     memset(&jb, 0, sizeof jb); /* setjmp leaves its signal-mask area as it was: stale words */
     setjmp(jb);
     uintptr_t sp = (uintptr_t)&jb; /* below the pushed registers: locals sit under them */
-    gc_mark_range(sp, t->stack_hi);
-    gc_mark_range((uintptr_t)&jb, (uintptr_t)&jb + sizeof jb);
-    gc_mark_range(t->tls_lo, t->tls_hi);
+    gc_mark_range_now(sp, t->stack_hi);
+    gc_mark_range_now((uintptr_t)&jb, (uintptr_t)&jb + sizeof jb);
+    gc_mark_range_now(t->tls_lo, t->tls_hi);
 }
 
 void gc_scan_globals(void) {
@@ -181,7 +185,7 @@ void gc_scan_globals(void) {
 void gc_scan_registered(void) {
     for (size_t i = 0; i < nroots; i++) {
         gc_roots_bytes_last += roots[i].hi - roots[i].lo;
-        gc_mark_range(roots[i].lo, roots[i].hi);
+        gc_mark_root_range(roots[i].lo, roots[i].hi);
     }
 }
 
@@ -204,7 +208,7 @@ void gc_scan_static_roots_with(void (*sink)(uintptr_t lo, uintptr_t hi)) {
     root_sink = sink;
     dl_iterate_phdr(module_cb, NULL);
     for (size_t i = 0; i < nroots; i++) sink(roots[i].lo, roots[i].hi);
-    root_sink = gc_mark_range;
+    root_sink = gc_mark_root_range;
 }
 
 /* The cycle takes roots_lock once the world is stopped (no stopped thread can hold it: it

@@ -148,6 +148,14 @@ void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi);
 /* Conservatively scan [lo, hi) for pointers into the collected heap and shade them. Long
  * ranges are queued in chunks, unless gc_mark_direct (then scanned at once). */
 void gc_mark_range(uintptr_t lo, uintptr_t hi);
+/* Scan [lo, hi) now, whatever its length: a thread's stack, registers and TLS, which are
+ * a snapshot only while the thread is held (gc_mark_range may queue a range for later). */
+void gc_mark_range_now(uintptr_t lo, uintptr_t hi);
+/* A root range (module data/bss, registered roots): queued when gc_roots_queued — the
+ * world stopped for the whole mark, roots_lock and the loader lock held until the drain
+ * ends —, else scanned now, whole. */
+void gc_mark_root_range(uintptr_t lo, uintptr_t hi);
+extern bool gc_roots_queued; /* [gc_lock] */
 extern bool gc_mark_direct; /* [gc_lock] */
 /* Shade the object containing p, if p points into a live collected object. */
 void gc_shade(uintptr_t p);
