@@ -856,6 +856,7 @@ void gc_checkmark(void) {
     gc_scan_finalizer_roots();
     gc_drain();
     gc_checkmark_active = 0;
+    gc_roots_self_copy_done();
 }
 
 /* fork (see gc_heap_fork): the helper markers are gone in the child; re-created on demand. */

@@ -152,9 +152,10 @@ void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi) {
  * scanned after the release could miss a pointer the thread moved meanwhile into a part
  * already scanned. (Until 2026-12-07 the 32 KiB chunks of a deeper stack were queued.) */
 static void scan_thread(gc_thread *t, uintptr_t sp) {
-    /* Below the saved stack pointer lies the x86-64 red zone: a leaf function may keep
-     * live values there when the signal hit. */
-    uintptr_t lo = sp > t->stack_lo + 128 ? sp - 128 : t->stack_lo;
+    /* The saved stack pointer already covers the x86-64 red zone of an interrupted thread
+     * (park stores RSP - 128); until 2026-12-07 this took another 128 bytes off, dead memory
+     * whose stale words the checkmark then reported as missed. */
+    uintptr_t lo = sp > t->stack_lo ? sp : t->stack_lo;
     gc_mark_range_now(lo, t->stack_hi);
     if (t->regs_from_jb) {
         gc_mark_range_now((uintptr_t)&t->jb, (uintptr_t)&t->jb + sizeof t->jb);
@@ -166,17 +167,47 @@ static void scan_thread(gc_thread *t, uintptr_t sp) {
     gc_mark_range_now(t->tls_lo, t->tls_hi);
 }
 
+/* A thread that collects itself (stop-the-world mode: the allocating thread runs the cycle)
+ * scans its own stack from this frame up — the collector's frames below the mutator's
+ * included, whatever stale words they hold. The checkmark pass runs later, from deeper
+ * frames, over words the drain has rewritten since: it must re-mark what the mark saw, not
+ * a superset (it reported stale copies of dead objects as missed: stress/gc_deep_stack,
+ * stop-the-world with checkmark). So with CGC_CHECKMARK the words scanned here are kept
+ * and the checkmark scans that copy. [gc_lock] */
+static uintptr_t *self_copy;
+static size_t self_copy_n, self_copy_cap;
+
+static void keep_self_copy(uintptr_t sp, uintptr_t hi, const jmp_buf *jb) {
+    size_t n = (hi - sp) / sizeof(uintptr_t) + sizeof(jmp_buf) / (sizeof(uintptr_t));
+    if (n > self_copy_cap) {
+        if (self_copy) plat_unmap(self_copy, self_copy_cap * sizeof(uintptr_t));
+        self_copy_cap = (n + 4095) & ~(size_t)4095;
+        self_copy = plat_map(self_copy_cap * sizeof(uintptr_t));
+        if (self_copy == NULL) plat_abort();
+    }
+    memcpy(self_copy, (const void *)sp, hi - sp);
+    memcpy(self_copy + (hi - sp) / sizeof(uintptr_t), jb, sizeof *jb);
+    self_copy_n = n;
+}
+
 __attribute__((noinline)) static void scan_self(gc_thread *t) {
     __builtin_unwind_init(); /* every callee-saved register into this frame (not jb: it
                                 keeps rbp mangled) */
     jmp_buf jb;
     memset(&jb, 0, sizeof jb); /* setjmp leaves its signal-mask area as it was: stale words */
     setjmp(jb);
-    uintptr_t sp = (uintptr_t)&jb; /* below the pushed registers: locals sit under them */
-    gc_mark_range_now(sp, t->stack_hi);
-    gc_mark_range_now((uintptr_t)&jb, (uintptr_t)&jb + sizeof jb);
+    uintptr_t sp = (uintptr_t)&jb & ~(uintptr_t)7; /* below the pushed registers */
+    if (gc_checkmark_active && self_copy_n) {
+        gc_mark_range_now((uintptr_t)self_copy, (uintptr_t)(self_copy + self_copy_n));
+    } else {
+        if (gc_opt.checkmark) keep_self_copy(sp, t->stack_hi & ~(uintptr_t)7, &jb);
+        gc_mark_range_now(sp, t->stack_hi);
+        gc_mark_range_now((uintptr_t)&jb, (uintptr_t)&jb + sizeof jb);
+    }
     gc_mark_range_now(t->tls_lo, t->tls_hi);
 }
+
+void gc_roots_self_copy_done(void) { self_copy_n = 0; }
 
 void gc_scan_globals(void) {
     if (gc_opt.roots_auto) dl_iterate_phdr(module_cb, NULL); /* recursive loader lock */

@@ -131,15 +131,25 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv) {
     errno = saved;
 }
 
+/* Only a RUNNING thread parks (as in stop_handler): in a blocking region the stop was
+ * acknowledged by the region itself, the collector holds the thread by CAS and scans the
+ * state cgc_blocking_enter saved, and park would rewrite it (stack pointer, jb, spill_n = 0)
+ * under the scan — were cgc_safepoint called inside a blocking region, or a deferred stop
+ * taken there. (No caller is known to do either; the guard costs one load.) */
+static inline bool may_park(gc_thread *t) {
+    return t && atomic_load_explicit(&t->state, memory_order_acquire) == GC_RUNNING &&
+           stop_owed(t);
+}
+
 static void deferred_stop(void) {
     alloc_tls_stop_deferred = 0;
     gc_thread *t = self_for_signal();
-    if (t && stop_owed(t)) park(t, NULL);
+    if (may_park(t)) park(t, NULL);
 }
 
 void cgc_safepoint(void) {
     gc_thread *t = self_for_signal();
-    if (t && alloc_tls_nostop == 0 && stop_owed(t)) park(t, NULL);
+    if (alloc_tls_nostop == 0 && may_park(t)) park(t, NULL);
 }
 
 /* ---- registry ---------------------------------------------------------------------------- */

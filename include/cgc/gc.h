@@ -155,6 +155,9 @@ void gc_mark_range_now(uintptr_t lo, uintptr_t hi);
  * world stopped for the whole mark, roots_lock and the loader lock held until the drain
  * ends —, else scanned now, whole. */
 void gc_mark_root_range(uintptr_t lo, uintptr_t hi);
+/* The checkmark pass is over: forget the copy of the collecting thread's own stack that it
+ * re-marks (gc/roots.c scan_self). [gc_lock] */
+void gc_roots_self_copy_done(void);
 extern bool gc_roots_queued; /* [gc_lock] */
 extern bool gc_mark_direct; /* [gc_lock] */
 /* Shade the object containing p, if p points into a live collected object. */
