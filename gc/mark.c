@@ -27,7 +27,8 @@
 /* Long ranges are scanned in chunks: one chunk is the longest step a marker takes without
  * looking up (an assist inside a no-stop region delays a stop by at most about that). */
 #define CHUNK (32u << 10)
-/* A range this short is scanned where it is found (gc_mark_range), a longer one queued. */
+/* A root range this short is scanned where it is found, a longer one queued (in a stopped
+ * drain: gc_mark_root_range). */
 #define RANGE_DIRECT 2048u
 
 /* 16 bytes, not 24: the mark stack of a Guile program holds ~200K entries at its deepest
