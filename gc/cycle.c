@@ -213,7 +213,7 @@ static _Atomic uint64_t cycle_assist_ns;
  * are resident, and the scavenger keeps free pages for CGC_DECAY_MS before it returns them;
  * collecting early to stay under the new, lower goal frees pages that stay resident anyway,
  * and costs a cycle per (new goal - live) allocated — GCBench after its stretch tree: 57
- * cycles against 25-52 when the heap keeps using the peak it had. So the goal may stay up
+ * cycles against 25-53 when the heap keeps using the peak it had. So the goal may stay up
  * to the last peak goal, sliding linearly down to the plain goal over CGC_GOAL_HOLD_MS
  * (default 1 s, the scavenger's default CGC_DECAY_MS); a new
  * plain goal at or above the slide starts a new peak. The peak is the plain goal (the
