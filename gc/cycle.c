@@ -540,11 +540,9 @@ static void stop2(term_ctx *tc) {
          * already-scanned stack and erased is missed too (deletion). So in auto mode the
          * final stop scans data/bss and the stacks again; what they hold now is all that
          * unbarriered writes can have hidden. (docs/collector.md: "Why stop 2 rescans".) */
-        uint64_t roots_bytes = gc_roots_bytes_last;
-        gc_mark_direct = true;
+        uint64_t roots_bytes = gc_roots_bytes_last; /* (scanned at once: gc_roots_queued is off) */
         gc_scan_globals();
         for (gc_thread *t = gc_threads; t; t = t->next) gc_scan_thread(t);
-        gc_mark_direct = false;
         gc_roots_bytes_last = roots_bytes;
     }
     gc_mark_publish();

@@ -192,8 +192,8 @@ static inline bool pop_local(gc_work *out) {
     return false;
 }
 
+/* The local buffer is empty (scan_loop tried pop_local). */
 static CGC_NOINLINE bool pop(gc_work *out) {
-    if (pop_local(out)) return true;
     gc_workbuf *b = local_buf;
     /* Out of work: wait awake first, for POP_SPIN_NS, for another marker to share (it
      * shares with a spinner as with a sleeper, and needs no wake-up for it). Sleeping at once
@@ -492,49 +492,41 @@ GC_SCAN_NO_SANITIZE static inline void scan_words(uintptr_t lo, uintptr_t hi) {
     }
 }
 
-bool gc_mark_direct;
-
 void gc_mark_range_now(uintptr_t lo, uintptr_t hi) {
     if (hi > lo) scan_words(lo, hi);
 }
 
-void gc_mark_range(uintptr_t lo, uintptr_t hi) {
+/* Queue [lo, hi) in chunks of at most CHUNK; a last piece of at most `direct` bytes is
+ * scanned at once instead. */
+static void queue_range(uintptr_t lo, uintptr_t hi, size_t direct) {
     lo = (lo + 7) & ~(uintptr_t)7; /* as scan_words reads it; and a pushed range's base is aligned */
     if (hi <= lo) return;
-    if (gc_mark_direct) { /* stop 2's rescans: scan now, queue only what they shade */
-        scan_words(lo, hi);
-        return;
-    }
-    /* Long ranges (large objects) are scanned a chunk at a time. */
     while (hi - lo > CHUNK) {
         push(lo, CHUNK, 0);
         lo += CHUNK;
     }
-    scan_words(lo, hi);
+    if (hi - lo > direct) push(lo, hi - lo, 0);
+    else scan_words(lo, hi);
 }
+
+/* Long ranges (large objects) are scanned a chunk at a time. */
+void gc_mark_range(uintptr_t lo, uintptr_t hi) { queue_range(lo, hi, CHUNK); }
 
 bool gc_roots_queued;
 
 void gc_mark_root_range(uintptr_t lo, uintptr_t hi) {
-    lo = (lo + 7) & ~(uintptr_t)7;
-    if (hi <= lo) return;
-    /* Concurrent marking: now, whole. A queued root range would be read after this scan
-     * returns, and by then the module may be unloaded (the loader lock is held only
-     * across the scan) or the range removed and freed (cgc_remove_roots). */
+    /* Concurrent marking, and stop 2's rescan: now, whole. A queued root range would be
+     * read after this scan returns, and by then the module may be unloaded (the loader lock
+     * is held only across the scan) or the range removed and freed (cgc_remove_roots). */
     if (!gc_roots_queued) {
-        scan_words(lo, hi);
+        gc_mark_range_now(lo, hi);
         return;
     }
     /* The world stays stopped (and the loader lock and roots_lock held) until the drain
      * ends: every range but a short one is queued, so the helpers of the drain start on the
      * roots at once instead of waiting for this thread to scan them all (Guile registers
      * ~0.9 MB of roots in hundreds of segments: 0.2 ms of every collection). */
-    while (hi - lo > CHUNK) {
-        push(lo, CHUNK, 0);
-        lo += CHUNK;
-    }
-    if (hi - lo > RANGE_DIRECT) push(lo, hi - lo, 0);
-    else scan_words(lo, hi);
+    queue_range(lo, hi, RANGE_DIRECT);
 }
 
 GC_SCAN_NO_SANITIZE static void scan_elements(const cgc_type *t, uintptr_t elem, size_t count) {
@@ -774,8 +766,7 @@ void gc_mark_publish(void) {
     pthread_mutex_unlock(&pool_lock);
 }
 
-static CGC_NOINLINE bool pop_nowait(gc_work *out) {
-    if (pop_local(out)) return true;
+static CGC_NOINLINE bool pop_nowait(gc_work *out) { /* as pop, never waiting */
     gc_workbuf *b = local_buf;
     pthread_mutex_lock(&pool_lock);
     gc_workbuf *f = pool_take();
@@ -857,7 +848,6 @@ void gc_checkmark(void) {
     gc_scan_finalizer_roots();
     gc_drain();
     gc_checkmark_active = 0;
-    gc_roots_self_copy_done();
 }
 
 /* fork (see gc_heap_fork): the helper markers are gone in the child; re-created on demand. */

@@ -199,6 +199,7 @@ __attribute__((noinline)) static void scan_self(gc_thread *t) {
     uintptr_t sp = (uintptr_t)&jb & ~(uintptr_t)7; /* below the pushed registers */
     if (gc_checkmark_active && self_copy_n) {
         gc_mark_range_now((uintptr_t)self_copy, (uintptr_t)(self_copy + self_copy_n));
+        self_copy_n = 0; /* used once, by this cycle's checkmark */
     } else {
         if (gc_opt.checkmark) keep_self_copy(sp, t->stack_hi & ~(uintptr_t)7, &jb);
         gc_mark_range_now(sp, t->stack_hi);
@@ -206,8 +207,6 @@ __attribute__((noinline)) static void scan_self(gc_thread *t) {
     }
     gc_mark_range_now(t->tls_lo, t->tls_hi);
 }
-
-void gc_roots_self_copy_done(void) { self_copy_n = 0; }
 
 void gc_scan_globals(void) {
     if (gc_opt.roots_auto) dl_iterate_phdr(module_cb, NULL); /* recursive loader lock */

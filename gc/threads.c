@@ -106,19 +106,25 @@ static void restart_barrier(ucontext_t *uc) {
 #endif
 }
 
+/* Whether this thread parks for a stop: owed, and RUNNING. A thread inside a blocking region
+ * has acknowledged already: the collector holds it by CAS and scans the state it saved at
+ * cgc_blocking_enter. Parking there would rewrite that state (registers, stack pointer,
+ * regs_from_jb) under the scan — possible when the signal lands just after the region was
+ * entered, and often under ThreadSanitizer, which delivers a signal only when the
+ * intercepted call returns (gc_stress under TSan caught park racing scan_thread during a
+ * handshake hold); the same holds for a safepoint or a deferred stop. Only this thread
+ * moves itself out of RUNNING, so the load cannot go stale while it decides. */
+static inline bool may_park(gc_thread *t) {
+    return t && atomic_load_explicit(&t->state, memory_order_acquire) == GC_RUNNING &&
+           stop_owed(t);
+}
+
 static void stop_handler(int sig, siginfo_t *si, void *ucv) {
     (void)sig;
     (void)si;
     int saved = errno;
     gc_thread *t = self_for_signal();
-    /* A thread inside a blocking region has acknowledged already: the collector holds it
-     * by CAS and scans the state it saved at cgc_blocking_enter. Parking here would rewrite
-     * that state (registers, stack pointer, regs_from_jb) under the scan — possible when the
-     * signal lands just after the region was entered, and often under ThreadSanitizer, which
-     * delivers a signal only when the intercepted call returns (gc_stress under TSan caught
-     * park racing scan_thread during a handshake hold). Only this thread moves itself out
-     * of RUNNING, so the load cannot go stale while the handler runs. */
-    if (t && stop_owed(t) && atomic_load_explicit(&t->state, memory_order_acquire) == GC_RUNNING) {
+    if (may_park(t)) {
         atomic_store_explicit(&t->seen_epoch, atomic_load_explicit(&gc_epoch, memory_order_relaxed),
                               memory_order_relaxed);
         if (alloc_tls_nostop > 0) {
@@ -129,16 +135,6 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv) {
         }
     }
     errno = saved;
-}
-
-/* Only a RUNNING thread parks (as in stop_handler): in a blocking region the stop was
- * acknowledged by the region itself, the collector holds the thread by CAS and scans the
- * state cgc_blocking_enter saved, and park would rewrite it (stack pointer, jb, spill_n = 0)
- * under the scan — were cgc_safepoint called inside a blocking region, or a deferred stop
- * taken there. (No caller is known to do either; the guard costs one load.) */
-static inline bool may_park(gc_thread *t) {
-    return t && atomic_load_explicit(&t->state, memory_order_acquire) == GC_RUNNING &&
-           stop_owed(t);
 }
 
 static void deferred_stop(void) {

@@ -146,7 +146,7 @@ void gc_tls_bounds(uintptr_t *lo, uintptr_t *hi);
  * sanitizers is not inlined into an instrumented one). No effect on normal builds. */
 #define GC_SCAN_NO_SANITIZE __attribute__((no_sanitize("address", "thread")))
 /* Conservatively scan [lo, hi) for pointers into the collected heap and shade them. Long
- * ranges are queued in chunks, unless gc_mark_direct (then scanned at once). */
+ * ranges (large objects, a mark procedure's pushes) are queued in chunks. */
 void gc_mark_range(uintptr_t lo, uintptr_t hi);
 /* Scan [lo, hi) now, whatever its length: a thread's stack, registers and TLS, which are
  * a snapshot only while the thread is held (gc_mark_range may queue a range for later). */
@@ -155,11 +155,7 @@ void gc_mark_range_now(uintptr_t lo, uintptr_t hi);
  * world stopped for the whole mark, roots_lock and the loader lock held until the drain
  * ends —, else scanned now, whole. */
 void gc_mark_root_range(uintptr_t lo, uintptr_t hi);
-/* The checkmark pass is over: forget the copy of the collecting thread's own stack that it
- * re-marks (gc/roots.c scan_self). [gc_lock] */
-void gc_roots_self_copy_done(void);
 extern bool gc_roots_queued; /* [gc_lock] */
-extern bool gc_mark_direct; /* [gc_lock] */
 /* Shade the object containing p, if p points into a live collected object. */
 void gc_shade(uintptr_t p);
 /* Scan grey objects until none is left. Returns bytes scanned. */
