@@ -208,7 +208,7 @@ static _Atomic int64_t bg_credit;          /* worker's work not yet claimed by a
 static _Atomic uint64_t assist_ns_total, worker_ns_total;
 static _Atomic uint64_t cycle_assist_ns;
 
-/* The recent peak (DESIGN §3.5 amended, docs/collector.md "Holding a recent peak"): when
+/* The recent peak (DESIGN §3.5 amended, docs/collector.md "The goal holds a recent peak"): when
  * the live heap falls, the goal does not fall with it at once. The pages of the higher goal
  * are resident, and the scavenger keeps free pages for CGC_DECAY_MS before it returns them;
  * collecting early to stay under the new, lower goal frees pages that stay resident anyway,
