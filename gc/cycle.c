@@ -299,6 +299,9 @@ typedef struct cycle_times {
      * barrier is on everywhere), stacks scanned. */
     uint64_t s1_req, s1_stopped, s1_end;
     uint64_t s2_req, s2_stopped, s2_end; /* stop 2 (mark termination; the last attempt) */
+    /* stop 2's stopped part, split: buffers flushed and roots rescanned; marking what that
+     * found; finalizers, weak handles and checkmark; goal and sweep set-up (CGC_TRACE=2) */
+    uint64_t s2_rescan, s2_mark, s2_final, s2_sweep;
     uint64_t t_end;
     uint64_t prev_freed;       /* objects the previous cycle's sweep reclaimed (complete by now) */
     uint64_t heap_before, heap_marked;
@@ -327,12 +330,12 @@ static void stopped_work(cycle_times *ct) {
     gc_scan_finalizer_roots();
     gc_roots_queued = false;
     gc_drain();
+    if (gc_opt.checkmark) gc_checkmark(); /* before finalization revives anything (stop2) */
     if (gc_bdw_process_hook) gc_bdw_process_hook(); /* bdw: links, finalizers (gc/bdw_final.c) */
     gc_final_lock();
     gc_process_finalizers();
     gc_process_weak();
     gc_final_unlock();
-    if (gc_opt.checkmark) gc_checkmark();
     gc_roots_unlock();
     __atomic_store_n(&live_after_mark, gc_mark_take_marked(&leaf_after_mark), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
     ct->heap_marked = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
@@ -385,20 +388,26 @@ static int stw_cb(struct dl_phdr_info *info, size_t size, void *arg) {
  * again — on the shared machine, for a whole scheduler tick. */
 static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
     uint64_t t0 = plat_now_ns();
-    uint64_t wait = gc_hold_thread(t);
-    if (scan) {
-        gc_scan_thread(t);
-        atomic_store_explicit(&t->alloc_black, 1, memory_order_relaxed);
+    bool self = false;
+    uint64_t wait = gc_hold_thread(t, scan ? GC_HOLD_SCAN : GC_HOLD_FLUSH, &self);
+    if (!self) { /* held in a blocking region: its saved state is ours to read */
+        if (scan) {
+            gc_scan_thread(t);
+            atomic_store_explicit(&t->alloc_black, 1, memory_order_relaxed);
+        }
+        gc_barrier_flush(t);
     }
-    gc_barrier_flush(t);
     uint64_t d = plat_now_ns() - t0;
     gc_start_world();
     ct->holds++;
     if (d > ct->hold_max) ct->hold_max = d;
-    /* What the held thread itself lost: from its answer to the release. The wait before
-     * the answer is the thread not yet running its handler — on a busy machine, off its
-     * CPU for a scheduler tick — and delays the collector, not the thread. */
-    if (d - wait > ct->hold_held_max) ct->hold_held_max = d - wait;
+    /* What the held thread itself lost: its own work in its handler (it did not wait for
+     * the release), or, held blocking, nothing it would have noticed unless it left the
+     * region: from its answer to the release. The wait before the answer is the thread not
+     * yet running its handler — on a busy machine, off its CPU for a scheduler tick — and
+     * delays the collector, not the thread. */
+    uint64_t held = self ? t->self_hold_ns : d - wait;
+    if (held > ct->hold_held_max) ct->hold_held_max = held;
 }
 
 /* Objects may be scanned (turned black): set once every thread has been held after the
@@ -533,6 +542,7 @@ static void stop2(term_ctx *tc) {
         trace_span(trace_cycle_no, "mark", "phase", ct->attempts ? ct->s2_end : ct->s1_end, ct->s2_req);
     gc_stop_world();
     ct->s2_stopped = plat_now_ns();
+    ct->s2_rescan = ct->s2_mark = ct->s2_final = ct->s2_sweep = 0;
     for (gc_thread *t = gc_threads; t; t = t->next) gc_barrier_flush(t);
     if (gc_opt.roots_auto) {
         /* data/bss is written without the barrier, and that breaks both halves: a pointer
@@ -546,6 +556,8 @@ static void stop2(term_ctx *tc) {
         gc_roots_bytes_last = roots_bytes;
     }
     gc_mark_publish();
+    uint64_t t_rescanned = plat_now_ns();
+    ct->s2_rescan = t_rescanned - ct->s2_stopped;
     /* What the stop found is usually nothing or a few objects; past the budget, marking
      * goes back to running concurrently rather than growing the stop. */
     uint64_t work = 0;
@@ -561,15 +573,21 @@ static void stop2(term_ctx *tc) {
         }
         gc_drain();
     }
-    gc_final_lock();
-    gc_final_terminate();
-    gc_process_weak();
-    gc_final_unlock();
+    uint64_t t_marked = plat_now_ns();
+    ct->s2_mark = t_marked - t_rescanned;
+    /* The checkmark verifies the mark before finalization revives anything: an unmarked
+     * object reachable from the roots that has a finalizer would be marked by
+     * gc_final_terminate and pass, and its finalizer would run while it is reachable (the
+     * barrier-negative stress test lost such an object without a checkmark report). */
     if (gc_opt.checkmark) {
         gc_roots_lock();
         gc_checkmark();
         gc_roots_unlock();
     }
+    gc_final_lock();
+    gc_final_terminate();
+    gc_process_weak();
+    gc_final_unlock();
     uint64_t heap = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
     uint64_t start = atomic_load_explicit(&mark_heap_start, memory_order_relaxed);
     uint64_t black = heap > start ? heap - start : 0; /* allocated during the mark: born marked */
@@ -577,6 +595,8 @@ static void stop2(term_ctx *tc) {
     /* The goal is set from what marking found reachable; objects born black during the
      * mark are in the heap (and count toward the next trigger) but not in that base, or a
      * long mark would inflate every following goal. */
+    uint64_t t_final = plat_now_ns();
+    ct->s2_final = t_final - t_marked;
     __atomic_store_n(&live_after_mark, gc_mark_take_marked(&leaf_after_mark), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
     uint64_t req = atomic_exchange_explicit(&heap_at_request, 0, memory_order_relaxed);
     last_mark_alloc = req && req <= start && heap > req ? heap - req : black;
@@ -594,6 +614,7 @@ static void stop2(term_ctx *tc) {
         atomic_store_explicit(&t->alloc_black, 0, memory_order_relaxed);
     gc_prepare_sweep();
     ct->s2_end = plat_now_ns();
+    ct->s2_sweep = ct->s2_end - t_final;
     gc_start_world();
     record_stop(ct->s2_req, ct->s2_stopped, ct->s2_end);
     tc->done = true;
@@ -679,11 +700,12 @@ static void trace_line(const cycle_times *ct) {
                       (double)(ct->s1_end - ct->s1_stopped) / ms);
         len = alloc_fmt(buf, sizeof buf,
             "cgc %llu detail: %s, stop2 %.3f to stop + %.3f "
-            "stopped, %llu thread holds (max %.3f ms, %.3f held), %llu handshake rounds, %llu stop2 retries, "
+            "stopped (rescan %.3f, mark %.3f, finalizers %.3f, sweep setup %.3f), %llu thread holds (max %.3f ms, %.3f held), %llu handshake rounds, %llu stop2 retries, "
             "roots %.1f KB, live %.1f MB, %llu objects freed by the last sweep\n",
             (unsigned long long)n, first,
             (double)(ct->s2_stopped - ct->s2_req) / ms, (double)(ct->s2_end - ct->s2_stopped) / ms,
-            (unsigned long long)ct->holds, (double)ct->hold_max / ms, (double)ct->hold_held_max / ms,
+            (double)ct->s2_rescan / ms, (double)ct->s2_mark / ms, (double)ct->s2_final / ms,
+            (double)ct->s2_sweep / ms, (unsigned long long)ct->holds, (double)ct->hold_max / ms, (double)ct->hold_held_max / ms,
             (unsigned long long)ct->rounds, (unsigned long long)ct->attempts,
             (double)gc_roots_bytes_last / 1024.0, (double)live_after_mark / (double)mb,
             (unsigned long long)ct->prev_freed);

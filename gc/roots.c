@@ -219,6 +219,10 @@ void gc_scan_registered(void) {
     }
 }
 
+void gc_scan_thread_saved(gc_thread *t) {
+    scan_thread(t, atomic_load_explicit(&t->sp, memory_order_relaxed));
+}
+
 void gc_scan_thread(gc_thread *t) {
     if (t == gc_self) scan_self(t);
     else scan_thread(t, atomic_load_explicit(&t->sp, memory_order_acquire));

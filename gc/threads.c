@@ -78,6 +78,21 @@ static void park(gc_thread *t, ucontext_t *uc) {
         t->spill_n = 0;
         atomic_store_explicit(&t->sp, current_sp(), memory_order_release);
     }
+    /* A hold of this thread alone: do its work here and go on. Waiting for the release
+     * instead cost the thread a futex wake-up (0.5-2.5 ms when its vCPU had gone idle) and
+     * every slice the collector spent off its CPU while holding it (a 4.3 ms hold on
+     * binary-trees). Safe in a signal handler: stops never land inside a no-stop region,
+     * which is where every lock the marker takes (pool_lock, the heap lock) is held. */
+    int work = atomic_load_explicit(&t->hold_work, memory_order_relaxed);
+    if (work) {
+        uint64_t t0 = plat_now_ns();
+        gc_hold_self(t, work);
+        t->self_hold_ns = plat_now_ns() - t0;
+        atomic_store_explicit(&t->self_done_epoch, e, memory_order_relaxed);
+        atomic_store_explicit(&t->parked_epoch, e, memory_order_seq_cst); /* releases the work */
+        sem_post(&ack_sem);
+        return;
+    }
     atomic_store_explicit(&t->stopped, 1, memory_order_release);
     atomic_store_explicit(&t->parked_epoch, e, memory_order_seq_cst);
     sem_post(&ack_sem); /* a wake-up hint: the collector counts parked_epoch, not posts */
@@ -355,9 +370,11 @@ static bool acked(gc_thread *t, uint32_t e) {
            expect == GC_BLOCKING_HELD;
 }
 
-static uint64_t stop_threads(gc_thread *only) {
+static uint64_t stop_threads(gc_thread *only, int work, bool *self_done) {
     uint64_t t0 = plat_now_ns();
     uint32_t e = atomic_fetch_add_explicit(&gc_epoch, 1, memory_order_acq_rel) + 1; /* odd */
+    /* Before stop_requested (seq_cst below), which the thread reads first (acquire). */
+    if (only) atomic_store_explicit(&only->hold_work, work, memory_order_relaxed);
     for (gc_thread *t = gc_threads; t; t = t->next) {
         if (!is_target(t, only)) continue;
         atomic_store_explicit(&t->stop_requested, 1, memory_order_seq_cst);
@@ -384,7 +401,10 @@ static uint64_t stop_threads(gc_thread *only) {
          * of a no-stop region or about to park): keep spinning, up to 1 ms. Asleep here,
          * this thread was woken by the answer only 1-3 ms later now and then (an idle vCPU
          * to wake), and a held thread waited for it: a hold's held part reached 2.9 ms. */
-        if (waited < 1000000 && plat_ncpu() > 1) {
+        /* Not for a hold whose thread does the work itself: it does not wait for us, and
+         * our spinning took the CPU it needed (self-held threads stayed held 1 ms and more
+         * at the 99th percentile on binary-trees while we spun, against 0.07 ms asleep). */
+        if (waited < 1000000 && plat_ncpu() > 1 && work == 0) {
             bool running = true;
             for (gc_thread *t = gc_threads; t && running; t = t->next)
                 if (is_target(t, only) && !acked(t, e) &&
@@ -419,11 +439,18 @@ static uint64_t stop_threads(gc_thread *only) {
     }
     while (sem_trywait(&ack_sem) == 0) { /* drop stale hints */
     }
+    if (only) {
+        /* Read by the thread before it answered; a thread held blocking never read it. */
+        atomic_store_explicit(&only->hold_work, 0, memory_order_relaxed);
+        *self_done = atomic_load_explicit(&only->self_done_epoch, memory_order_relaxed) == e;
+    }
     return plat_now_ns() - t0;
 }
 
-uint64_t gc_stop_world(void) { return stop_threads(NULL); }
-uint64_t gc_hold_thread(gc_thread *t) { return stop_threads(t); }
+uint64_t gc_stop_world(void) { return stop_threads(NULL, 0, NULL); }
+uint64_t gc_hold_thread(gc_thread *t, int work, bool *self_done) {
+    return stop_threads(t, work, self_done);
+}
 
 void gc_start_world(void) {
     for (gc_thread *t = gc_threads; t; t = t->next) {

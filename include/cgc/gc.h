@@ -22,6 +22,10 @@
  * GC_call_with_alloc_lock holds gc_lock while the program's function runs.
  * A thread is never stopped inside an allocator lock or a collected allocation
  * (alloc_tls_nostop); gc_lock is never taken inside such a region.
+ * pool_lock (gc/mark.c, the grey-work pool) is a leaf, taken by every marker — and by a held
+ * thread doing its own hold work in its stop handler (gc_hold_self), which is safe because
+ * a mutator takes pool_lock only inside a no-stop region (assists, barrier flushes), where
+ * no stop lands.
  * trace_flush_lock (gc/tracefile.c) is a leaf, taken only outside stops (after a cycle, under
  * gc_lock, or on an allocation path outside no-stop regions, try-lock only) and at exit.
  */
@@ -94,6 +98,13 @@ typedef struct gc_thread {
      * finds them — so initialising stores into a fresh object before the scan need no
      * barrier to keep what they point to. */
     _Atomic int alloc_black;
+    /* A hold's work, done by the held thread itself (gc_hold_self): set by the collector
+     * before it signals, read by the thread when it parks. self_done_epoch says the thread
+     * did it (a thread held in a blocking region does nothing: the collector does the work);
+     * self_hold_ns is how long that kept the thread. */
+    _Atomic int hold_work;
+    _Atomic uint32_t self_done_epoch;
+    uint64_t self_hold_ns;
     struct gc_thread *next;
 } gc_thread;
 extern CGC_TLS gc_thread *gc_self;
@@ -104,8 +115,13 @@ gc_thread *gc_require_self(const char *what);
 /* Stop every registered thread except the caller. The caller holds gc_lock and
  * gc_threads_lock. Returns the time spent waiting (ns). */
 uint64_t gc_stop_world(void);
-/* Stop one registered thread (not the caller); gc_start_world releases it. */
-uint64_t gc_hold_thread(gc_thread *t);
+/* Stop one registered thread (not the caller); gc_start_world releases it. work: what the
+ * thread does for the hold if it is running (GC_HOLD_FLUSH or GC_HOLD_SCAN, gc_hold_self):
+ * it does that in its signal handler (or safepoint) and goes on without waiting for the
+ * release; *self_done is then true. A thread in a blocking region is held and does nothing:
+ * the caller does the work. Returns the time until the thread answered (ns). */
+enum { GC_HOLD_FLUSH = 1, GC_HOLD_SCAN = 2 };
+uint64_t gc_hold_thread(gc_thread *t, int work, bool *self_done);
 void gc_start_world(void);
 /* Leak mode: with gc_stop_may_give_up set, a stop still waiting for a thread after 5 s
  * returns early with gc_stop_gave_up set (the caller restarts the world and gives up). */
@@ -122,6 +138,9 @@ void gc_scan_roots(void);
 void gc_scan_globals(void);
 void gc_scan_registered(void);
 void gc_scan_thread(gc_thread *t);
+/* The calling thread's own stack from the state it saved when it parked (its handler's and
+ * the marker's frames below that are not scanned), registers and TLS. */
+void gc_scan_thread_saved(gc_thread *t);
 extern uint64_t gc_roots_bytes_last; /* data/bss + registered roots scanned by the last cycle */
 /* Exclude [lo, hi) from module data/bss scanning (the allocator's own large tables). */
 void gc_roots_exclude(uintptr_t lo, uintptr_t hi);
@@ -169,6 +188,10 @@ bool gc_is_marked(uintptr_t p);
 uint64_t gc_mark_some(uint64_t budget);
 /* Put the calling thread's local grey work into the shared pool (so others see it). */
 void gc_mark_publish(void);
+/* A held thread's own part of a hold, in its signal handler or safepoint: GC_HOLD_SCAN scans
+ * its stack and turns its allocation black; both kinds empty its barrier buffer. The grey
+ * work it found goes to the pool. */
+void gc_hold_self(gc_thread *t, int work);
 /* No grey work anywhere (the pool and every marker's local buffer are empty). */
 bool gc_mark_idle(void);
 /* An assist past the goal found no work (+1) or stopped waiting for it (-1): while any
