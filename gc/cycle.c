@@ -588,6 +588,8 @@ static void stop2(term_ctx *tc) {
     gc_final_terminate();
     gc_process_weak();
     gc_final_unlock();
+    uint64_t t_final = plat_now_ns();
+    ct->s2_final = t_final - t_marked;
     uint64_t heap = atomic_load_explicit(&gc_heap_bytes, memory_order_relaxed);
     uint64_t start = atomic_load_explicit(&mark_heap_start, memory_order_relaxed);
     uint64_t black = heap > start ? heap - start : 0; /* allocated during the mark: born marked */
@@ -595,8 +597,6 @@ static void stop2(term_ctx *tc) {
     /* The goal is set from what marking found reachable; objects born black during the
      * mark are in the heap (and count toward the next trigger) but not in that base, or a
      * long mark would inflate every following goal. */
-    uint64_t t_final = plat_now_ns();
-    ct->s2_final = t_final - t_marked;
     __atomic_store_n(&live_after_mark, gc_mark_take_marked(&leaf_after_mark), __ATOMIC_RELAXED); /* cgc_get_stats reads it */
     uint64_t req = atomic_exchange_explicit(&heap_at_request, 0, memory_order_relaxed);
     last_mark_alloc = req && req <= start && heap > req ? heap - req : black;
@@ -700,12 +700,14 @@ static void trace_line(const cycle_times *ct) {
                       (double)(ct->s1_end - ct->s1_stopped) / ms);
         len = alloc_fmt(buf, sizeof buf,
             "cgc %llu detail: %s, stop2 %.3f to stop + %.3f "
-            "stopped (rescan %.3f, mark %.3f, finalizers %.3f, sweep setup %.3f), %llu thread holds (max %.3f ms, %.3f held), %llu handshake rounds, %llu stop2 retries, "
+            "stopped (rescan %.3f, mark %.3f, finalizers %.3f, sweep setup %.3f), "
+            "%llu thread holds (max %.3f ms, %.3f held), %llu handshake rounds, %llu stop2 retries, "
             "roots %.1f KB, live %.1f MB, %llu objects freed by the last sweep\n",
             (unsigned long long)n, first,
             (double)(ct->s2_stopped - ct->s2_req) / ms, (double)(ct->s2_end - ct->s2_stopped) / ms,
             (double)ct->s2_rescan / ms, (double)ct->s2_mark / ms, (double)ct->s2_final / ms,
-            (double)ct->s2_sweep / ms, (unsigned long long)ct->holds, (double)ct->hold_max / ms, (double)ct->hold_held_max / ms,
+            (double)ct->s2_sweep / ms,
+            (unsigned long long)ct->holds, (double)ct->hold_max / ms, (double)ct->hold_held_max / ms,
             (unsigned long long)ct->rounds, (unsigned long long)ct->attempts,
             (double)gc_roots_bytes_last / 1024.0, (double)live_after_mark / (double)mb,
             (unsigned long long)ct->prev_freed);
