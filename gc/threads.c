@@ -6,12 +6,15 @@
  * (CGC_SIGNAL, SIGPWR by default) through pthread_kill — only registered threads are ever
  * signalled. The handler saves errno and the interrupted registers (the ucontext; never
  * unw_step, which can deadlock on the loader lock), publishes its stack pointer, posts the
- * acknowledgement semaphore and waits on a futex until gc_epoch changes. A signal the
- * collector did not send (stop_requested clear) is ignored. A thread inside an allocator
- * lock or a collected allocation (alloc_tls_nostop) defers: it parks itself when it leaves
- * that region (alloc_deferred_stop_hook), so the collector never finds a cache half-updated
- * or a lock held by a stopped thread. Only async-signal-safe calls in the handler: sem_post,
- * futex, memcpy.
+ * acknowledgement semaphore and waits on a futex until gc_epoch changes — except in a hold
+ * of that thread alone that names its work (gc_hold_thread's GC_HOLD_FLUSH / GC_HOLD_SCAN):
+ * then it does the work itself (gc_hold_self), acknowledges and returns without waiting.
+ * A signal the collector did not send (stop_requested clear) is ignored. A thread inside an
+ * allocator lock or a collected allocation (alloc_tls_nostop) defers: it parks itself when it
+ * leaves that region (alloc_deferred_stop_hook), so the collector never finds a cache
+ * half-updated or a lock held by a stopped thread. The handler calls only async-signal-safe
+ * functions (sem_post, futex, memcpy) — and, for a hold's own work, the marker, whose locks
+ * a thread takes only inside no-stop regions, where a stop is deferred rather than handled.
  *
  * A thread that exits without cgc_thread_unregister is unregistered by a pthread key
  * destructor, so its stack is never scanned after it is gone.
