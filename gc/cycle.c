@@ -389,14 +389,9 @@ static int stw_cb(struct dl_phdr_info *info, size_t size, void *arg) {
 static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
     uint64_t t0 = plat_now_ns();
     bool self = false;
-    uint64_t wait = gc_hold_thread(t, scan ? GC_HOLD_SCAN : GC_HOLD_FLUSH, &self);
-    if (!self) { /* held in a blocking region: its saved state is ours to read */
-        if (scan) {
-            gc_scan_thread(t);
-            atomic_store_explicit(&t->alloc_black, 1, memory_order_relaxed);
-        }
-        gc_barrier_flush(t);
-    }
+    int work = scan ? GC_HOLD_SCAN : GC_HOLD_FLUSH;
+    uint64_t wait = gc_hold_thread(t, work, &self);
+    if (!self) gc_hold_work(t, work); /* held in a blocking region: its saved state is ours */
     uint64_t d = plat_now_ns() - t0;
     gc_start_world();
     ct->holds++;
@@ -542,7 +537,6 @@ static void stop2(term_ctx *tc) {
         trace_span(trace_cycle_no, "mark", "phase", ct->attempts ? ct->s2_end : ct->s1_end, ct->s2_req);
     gc_stop_world();
     ct->s2_stopped = plat_now_ns();
-    ct->s2_rescan = ct->s2_mark = ct->s2_final = ct->s2_sweep = 0;
     for (gc_thread *t = gc_threads; t; t = t->next) gc_barrier_flush(t);
     if (gc_opt.roots_auto) {
         /* data/bss is written without the barrier, and that breaks both halves: a pointer

@@ -783,10 +783,10 @@ static CGC_NOINLINE bool pop_nowait(gc_work *out) { /* as pop, never waiting */
     return true;
 }
 
-void gc_hold_self(gc_thread *t, int work) {
+void gc_hold_work(gc_thread *t, int work) {
     /* Counted as a marker while it holds grey work, as gc_mark_some is. */
     atomic_fetch_add_explicit(&active_markers, 1, memory_order_seq_cst);
-    last_len = 0; /* this thread's span cache dates from its last assist */
+    last_len = 0; /* a held thread's span cache dates from its last assist */
     if (work == GC_HOLD_SCAN) {
         gc_scan_thread_saved(t);
         atomic_store_explicit(&t->alloc_black, 1, memory_order_relaxed);

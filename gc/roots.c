@@ -220,12 +220,12 @@ void gc_scan_registered(void) {
 }
 
 void gc_scan_thread_saved(gc_thread *t) {
-    scan_thread(t, atomic_load_explicit(&t->sp, memory_order_relaxed));
+    scan_thread(t, atomic_load_explicit(&t->sp, memory_order_acquire));
 }
 
 void gc_scan_thread(gc_thread *t) {
     if (t == gc_self) scan_self(t);
-    else scan_thread(t, atomic_load_explicit(&t->sp, memory_order_acquire));
+    else gc_scan_thread_saved(t);
 }
 
 void gc_scan_roots(void) {

@@ -8,7 +8,7 @@
  * unw_step, which can deadlock on the loader lock), publishes its stack pointer, posts the
  * acknowledgement semaphore and waits on a futex until gc_epoch changes — except in a hold
  * of that thread alone that names its work (gc_hold_thread's GC_HOLD_FLUSH / GC_HOLD_SCAN):
- * then it does the work itself (gc_hold_self), acknowledges and returns without waiting.
+ * then it does the work itself (gc_hold_work), acknowledges and returns without waiting.
  * A signal the collector did not send (stop_requested clear) is ignored. A thread inside an
  * allocator lock or a collected allocation (alloc_tls_nostop) defers: it parks itself when it
  * leaves that region (alloc_deferred_stop_hook), so the collector never finds a cache
@@ -89,9 +89,8 @@ static void park(gc_thread *t, ucontext_t *uc) {
     int work = atomic_load_explicit(&t->hold_work, memory_order_relaxed);
     if (work) {
         uint64_t t0 = plat_now_ns();
-        gc_hold_self(t, work);
+        gc_hold_work(t, work);
         t->self_hold_ns = plat_now_ns() - t0;
-        atomic_store_explicit(&t->self_done_epoch, e, memory_order_relaxed);
         atomic_store_explicit(&t->parked_epoch, e, memory_order_seq_cst); /* releases the work */
         sem_post(&ack_sem);
         return;
@@ -443,9 +442,11 @@ static uint64_t stop_threads(gc_thread *only, int work, bool *self_done) {
     while (sem_trywait(&ack_sem) == 0) { /* drop stale hints */
     }
     if (only) {
-        /* Read by the thread before it answered; a thread held blocking never read it. */
+        /* Read by the thread before it answered; a thread held blocking never read it. It
+         * parked (and so did the work) exactly when it answered with parked_epoch: a thread
+         * outside RUNNING never parks (may_park). */
         atomic_store_explicit(&only->hold_work, 0, memory_order_relaxed);
-        *self_done = atomic_load_explicit(&only->self_done_epoch, memory_order_relaxed) == e;
+        *self_done = atomic_load_explicit(&only->parked_epoch, memory_order_acquire) == e;
     }
     return plat_now_ns() - t0;
 }

@@ -23,7 +23,7 @@
  * A thread is never stopped inside an allocator lock or a collected allocation
  * (alloc_tls_nostop); gc_lock is never taken inside such a region.
  * pool_lock (gc/mark.c, the grey-work pool) is a leaf, taken by every marker — and by a held
- * thread doing its own hold work in its stop handler (gc_hold_self), which is safe because
+ * thread doing its own hold work in its stop handler (gc_hold_work), which is safe because
  * a mutator takes pool_lock only inside a no-stop region (assists, barrier flushes), where
  * no stop lands.
  * trace_flush_lock (gc/tracefile.c) is a leaf, taken only outside stops (after a cycle, under
@@ -98,12 +98,11 @@ typedef struct gc_thread {
      * finds them — so initialising stores into a fresh object before the scan need no
      * barrier to keep what they point to. */
     _Atomic int alloc_black;
-    /* A hold's work, done by the held thread itself (gc_hold_self): set by the collector
-     * before it signals, read by the thread when it parks. self_done_epoch says the thread
-     * did it (a thread held in a blocking region does nothing: the collector does the work);
-     * self_hold_ns is how long that kept the thread. */
+    /* A hold's work (gc_hold_work): set by the collector before it signals, read by the
+     * thread when it parks; a thread that parks for such a hold does the work itself (one
+     * held in a blocking region never parks: the collector does it). self_hold_ns is how
+     * long that kept the thread. */
     _Atomic int hold_work;
-    _Atomic uint32_t self_done_epoch;
     uint64_t self_hold_ns;
     struct gc_thread *next;
 } gc_thread;
@@ -116,7 +115,7 @@ gc_thread *gc_require_self(const char *what);
  * gc_threads_lock. Returns the time spent waiting (ns). */
 uint64_t gc_stop_world(void);
 /* Stop one registered thread (not the caller); gc_start_world releases it. work: what the
- * thread does for the hold if it is running (GC_HOLD_FLUSH or GC_HOLD_SCAN, gc_hold_self):
+ * thread does for the hold if it is running (GC_HOLD_FLUSH or GC_HOLD_SCAN, gc_hold_work):
  * it does that in its signal handler (or safepoint) and goes on without waiting for the
  * release; *self_done is then true. A thread in a blocking region is held and does nothing:
  * the caller does the work. Returns the time until the thread answered (ns). */
@@ -138,8 +137,9 @@ void gc_scan_roots(void);
 void gc_scan_globals(void);
 void gc_scan_registered(void);
 void gc_scan_thread(gc_thread *t);
-/* The calling thread's own stack from the state it saved when it parked (its handler's and
- * the marker's frames below that are not scanned), registers and TLS. */
+/* A thread's stack from the state it saved when it parked or entered a blocking region,
+ * registers and TLS — also by the thread itself, in its handler (the handler's and the
+ * marker's frames, below that stack pointer, are not scanned). */
 void gc_scan_thread_saved(gc_thread *t);
 extern uint64_t gc_roots_bytes_last; /* data/bss + registered roots scanned by the last cycle */
 /* Exclude [lo, hi) from module data/bss scanning (the allocator's own large tables). */
@@ -188,10 +188,11 @@ bool gc_is_marked(uintptr_t p);
 uint64_t gc_mark_some(uint64_t budget);
 /* Put the calling thread's local grey work into the shared pool (so others see it). */
 void gc_mark_publish(void);
-/* A held thread's own part of a hold, in its signal handler or safepoint: GC_HOLD_SCAN scans
- * its stack and turns its allocation black; both kinds empty its barrier buffer. The grey
- * work it found goes to the pool. */
-void gc_hold_self(gc_thread *t, int work);
+/* A hold's work on thread t, by t itself in its signal handler or safepoint, or by the
+ * collector for a thread held in a blocking region: GC_HOLD_SCAN scans t's stack from its
+ * saved state and turns its allocation black; both kinds empty its barrier buffer. The grey
+ * work found goes to the pool. */
+void gc_hold_work(gc_thread *t, int work);
 /* No grey work anywhere (the pool and every marker's local buffer are empty). */
 bool gc_mark_idle(void);
 /* An assist past the goal found no work (+1) or stopped waiting for it (-1): while any
