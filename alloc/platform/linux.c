@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -140,6 +141,19 @@ uint64_t plat_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void plat_thread_oncpu(plat_oncpu *out) {
+    struct timespec ts;
+    struct rusage ru;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    out->cpu_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+        out->involuntary = ru.ru_nivcsw;
+        out->voluntary = ru.ru_nvcsw;
+    } else {
+        out->involuntary = out->voluntary = 0;
+    }
 }
 
 uint64_t plat_coarse_now_ns(void) {

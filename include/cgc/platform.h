@@ -31,6 +31,16 @@ void   plat_release(void *p, size_t size);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t plat_now_ns(void);
+/* What the calling thread has had of a CPU: its CPU time in nanoseconds and how often it
+ * was switched out, involuntarily (preempted) and voluntarily (it slept). A stretch of
+ * wall time with little CPU time and no switch is time the OS counted as running but the
+ * thread did not run: on a virtual machine, its virtual CPU taken by the host (steal).
+ * Two system calls: for diagnostics (CGC_TRACE=2), not for hot paths. */
+typedef struct plat_oncpu {
+    uint64_t cpu_ns;
+    long involuntary, voluntary;
+} plat_oncpu;
+void plat_thread_oncpu(plat_oncpu *out);
 /* Monotonic clock with a few milliseconds' resolution, cheap enough for allocation paths. */
 uint64_t plat_coarse_now_ns(void);
 /* The value of environment variable `name` read directly from `environ` (no allocation),
