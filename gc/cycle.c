@@ -302,9 +302,10 @@ typedef struct cycle_times {
     /* stop 2's stopped part, split: buffers flushed and roots rescanned; marking what that
      * found; finalizers, weak handles and checkmark; goal and sweep set-up (CGC_TRACE=2) */
     uint64_t s2_rescan, s2_mark, s2_final, s2_sweep;
-    /* CGC_TRACE=2: what the collector had of a CPU over stop 2 (last attempt), request to
-     * restart: a long stop with little CPU time and no switch was its vCPU taken away. */
-    plat_oncpu s2_oncpu;
+    /* CGC_TRACE=2: what the collecting thread had of a CPU over the stop (stop 2's last
+     * attempt; stop-the-world: the whole stop), request to restart: a long stop with little
+     * CPU time and no switch was its vCPU taken away. */
+    plat_oncpu stop_oncpu;
     uint64_t t_end;
     uint64_t prev_freed;       /* objects the previous cycle's sweep reclaimed (complete by now) */
     uint64_t heap_before, heap_marked;
@@ -316,7 +317,18 @@ typedef struct cycle_times {
     bool forced;
 } cycle_times;
 
+/* ct->stop_oncpu: from `before` to now (CGC_TRACE=2). */
+static void stop_oncpu_since(cycle_times *ct, const plat_oncpu *before) {
+    if (gc_opt.trace < 2) return;
+    plat_thread_oncpu(&ct->stop_oncpu);
+    ct->stop_oncpu.cpu_ns -= before->cpu_ns;
+    ct->stop_oncpu.involuntary -= before->involuntary;
+    ct->stop_oncpu.voluntary -= before->voluntary;
+}
+
 static void stopped_work(cycle_times *ct) {
+    plat_oncpu before = {0, 0, 0};
+    if (gc_opt.trace >= 2) plat_thread_oncpu(&before);
     ct->s1_req = plat_now_ns();
     gc_stop_world();
     ct->s1_stopped = plat_now_ns();
@@ -349,6 +361,7 @@ static void stopped_work(cycle_times *ct) {
     ct->s1_end = ct->t_end = plat_now_ns();
     ct->stw_mark_ns = ct->s1_end - ct->s1_stopped;
     record_stop(ct->s1_req, ct->s1_stopped, ct->s1_end);
+    stop_oncpu_since(ct, &before);
 }
 
 static int stw_cb(struct dl_phdr_info *info, size_t size, void *arg) {
@@ -533,15 +546,6 @@ typedef struct term_ctx {
     bool done;
 } term_ctx;
 
-/* ct->s2_oncpu: from `before` to now (CGC_TRACE=2). */
-static void stop2_oncpu(cycle_times *ct, const plat_oncpu *before) {
-    if (gc_opt.trace < 2) return;
-    plat_thread_oncpu(&ct->s2_oncpu);
-    ct->s2_oncpu.cpu_ns -= before->cpu_ns;
-    ct->s2_oncpu.involuntary -= before->involuntary;
-    ct->s2_oncpu.voluntary -= before->voluntary;
-}
-
 static void stop2(term_ctx *tc) {
     cycle_times *ct = tc->ct;
     plat_oncpu before = {0, 0, 0};
@@ -576,7 +580,7 @@ static void stop2(term_ctx *tc) {
             ct->s2_end = plat_now_ns();
             gc_start_world();
             record_stop(ct->s2_req, ct->s2_stopped, ct->s2_end);
-            stop2_oncpu(ct, &before);
+            stop_oncpu_since(ct, &before);
             tc->done = false;
             return;
         }
@@ -626,7 +630,7 @@ static void stop2(term_ctx *tc) {
     ct->s2_sweep = ct->s2_end - t_final;
     gc_start_world();
     record_stop(ct->s2_req, ct->s2_stopped, ct->s2_end);
-    stop2_oncpu(ct, &before);
+    stop_oncpu_since(ct, &before);
     tc->done = true;
 }
 
@@ -710,15 +714,15 @@ static void trace_line(const cycle_times *ct) {
                       (double)(ct->s1_end - ct->s1_stopped) / ms);
         len = alloc_fmt(buf, sizeof buf,
             "cgc %llu detail: %s, stop2 %.3f to stop + %.3f "
-            "stopped (rescan %.3f, mark %.3f, finalizers %.3f, sweep setup %.3f; "
-            "collector on CPU %.3f, switched out %ld+%ld), "
+            "stopped (rescan %.3f, mark %.3f, finalizers %.3f, sweep setup %.3f), "
+            "collector on CPU %.3f, switched out %ld+%ld, "
             "%llu thread holds (max %.3f ms, %.3f held), %llu handshake rounds, %llu stop2 retries, "
             "roots %.1f KB, live %.1f MB, %llu objects freed by the last sweep\n",
             (unsigned long long)n, first,
             (double)(ct->s2_stopped - ct->s2_req) / ms, (double)(ct->s2_end - ct->s2_stopped) / ms,
             (double)ct->s2_rescan / ms, (double)ct->s2_mark / ms, (double)ct->s2_final / ms,
-            (double)ct->s2_sweep / ms, (double)ct->s2_oncpu.cpu_ns / ms,
-            ct->s2_oncpu.involuntary, ct->s2_oncpu.voluntary,
+            (double)ct->s2_sweep / ms, (double)ct->stop_oncpu.cpu_ns / ms,
+            ct->stop_oncpu.involuntary, ct->stop_oncpu.voluntary,
             (unsigned long long)ct->holds, (double)ct->hold_max / ms, (double)ct->hold_held_max / ms,
             (unsigned long long)ct->rounds, (unsigned long long)ct->attempts,
             (double)gc_roots_bytes_last / 1024.0, (double)live_after_mark / (double)mb,
