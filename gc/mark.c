@@ -168,7 +168,8 @@ bool gc_mark_spin_for_work(uint64_t ns) {
 }
 
 /* Spin (without a lock) until *a or *b is set, for up to ns: where a marker would sleep on
- * pool_cv, in a stopped-world drain whose mutators are all parked, so the CPU is free. */
+ * pool_cv. In a stopped-world drain every mutator is parked and the CPU is free; in a
+ * forced cycle's drain (cgc_collect, mutators running) a wait costs them at most ns. */
 static void wait_awake(_Atomic int *a, _Atomic bool *b, uint64_t ns) {
     if (plat_ncpu() < 2) return; /* one CPU: what we wait for cannot run while we spin */
     for (uint64_t t0 = plat_now_ns(); plat_now_ns() - t0 < ns;) {
@@ -182,7 +183,7 @@ static void wait_awake(_Atomic int *a, _Atomic bool *b, uint64_t ns) {
 /* Take work: from the local buffer, else a full buffer from the pool; false when marking
  * is complete. */
 #define POP_SPIN_NS 30000
-#define POP_WAIT_NS 1000000 /* counted as waiting, awake (pop): 1 ms, the length of a drain */
+#define POP_WAIT_NS 1000000 /* counted as waiting, awake (pop, gc_drain's end): about a Guile drain */
 /* From this marker's own buffer: once per object, so inline; the pool and the waiting are
  * out of line (pop, called whole, was a fifth of a marker's time on Guile's trees program:
  * its prologue and epilogue, not its work). */
