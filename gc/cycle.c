@@ -311,6 +311,8 @@ typedef struct cycle_times {
     uint64_t heap_before, heap_marked;
     uint64_t holds, hold_max;  /* single-thread stops: stack scans and handshakes */
     uint64_t hold_held_max;    /* the longest hold's part after the thread answered */
+    uint64_t hold_held_cpu;    /* of it, the held thread on a CPU (CGC_TRACE=2; a thread
+                                * held blocking: all of it, the collector working) */
     uint64_t rounds, attempts; /* handshake rounds; final stops that found work and resumed */
     uint64_t worker_ns, assist_ns, stw_mark_ns;
     unsigned nthreads;
@@ -418,7 +420,10 @@ static void hold_and(gc_thread *t, cycle_times *ct, bool scan) {
      * yet running its handler — on a busy machine, off its CPU for a scheduler tick — and
      * delays the collector, not the thread. */
     uint64_t held = self ? t->self_hold_ns : d - wait;
-    if (held > ct->hold_held_max) ct->hold_held_max = held;
+    if (held > ct->hold_held_max) {
+        ct->hold_held_max = held;
+        ct->hold_held_cpu = self ? t->self_hold_cpu_ns : held;
+    }
 }
 
 /* Objects may be scanned (turned black): set once every thread has been held after the
@@ -716,7 +721,8 @@ static void trace_line(const cycle_times *ct) {
             "cgc %llu detail: %s, stop2 %.3f to stop + %.3f "
             "stopped (rescan %.3f, mark %.3f, finalizers %.3f, sweep setup %.3f), "
             "collector on CPU %.3f, switched out %ld+%ld, "
-            "%llu thread holds (max %.3f ms, %.3f held), %llu handshake rounds, %llu stop2 retries, "
+            "%llu thread holds (max %.3f ms, %.3f held, %.3f of it on CPU), %llu handshake rounds, "
+            "%llu stop2 retries, "
             "roots %.1f KB, live %.1f MB, %llu objects freed by the last sweep\n",
             (unsigned long long)n, first,
             (double)(ct->s2_stopped - ct->s2_req) / ms, (double)(ct->s2_end - ct->s2_stopped) / ms,
@@ -724,6 +730,7 @@ static void trace_line(const cycle_times *ct) {
             (double)ct->s2_sweep / ms, (double)ct->stop_oncpu.cpu_ns / ms,
             ct->stop_oncpu.involuntary, ct->stop_oncpu.voluntary,
             (unsigned long long)ct->holds, (double)ct->hold_max / ms, (double)ct->hold_held_max / ms,
+            (double)ct->hold_held_cpu / ms,
             (unsigned long long)ct->rounds, (unsigned long long)ct->attempts,
             (double)gc_roots_bytes_last / 1024.0, (double)live_after_mark / (double)mb,
             (unsigned long long)ct->prev_freed);

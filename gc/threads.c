@@ -89,8 +89,10 @@ static void park(gc_thread *t, ucontext_t *uc) {
     int work = atomic_load_explicit(&t->hold_work, memory_order_relaxed);
     if (work) {
         uint64_t t0 = plat_now_ns();
+        uint64_t c0 = gc_opt.trace >= 2 ? plat_thread_cpu_ns() : 0;
         gc_hold_work(t, work);
         t->self_hold_ns = plat_now_ns() - t0;
+        t->self_hold_cpu_ns = gc_opt.trace >= 2 ? plat_thread_cpu_ns() - c0 : 0;
         atomic_store_explicit(&t->parked_epoch, e, memory_order_seq_cst); /* releases the work */
         sem_post(&ack_sem);
         return;

@@ -143,11 +143,15 @@ uint64_t plat_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void plat_thread_oncpu(plat_oncpu *out) {
+uint64_t plat_thread_cpu_ns(void) {
     struct timespec ts;
-    struct rusage ru;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    out->cpu_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void plat_thread_oncpu(plat_oncpu *out) {
+    struct rusage ru;
+    out->cpu_ns = plat_thread_cpu_ns();
     if (getrusage(RUSAGE_THREAD, &ru) == 0) {
         out->involuntary = ru.ru_nivcsw;
         out->voluntary = ru.ru_nvcsw;

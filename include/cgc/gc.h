@@ -101,9 +101,10 @@ typedef struct gc_thread {
     /* A hold's work (gc_hold_work): set by the collector before it signals, read by the
      * thread when it parks; a thread that parks for such a hold does the work itself (one
      * held in a blocking region never parks: the collector does it). self_hold_ns is how
-     * long that kept the thread. */
+     * long that kept the thread; self_hold_cpu_ns, with CGC_TRACE=2, how much of it the
+     * thread was on a CPU (the rest: preempted, or its vCPU taken by the host). */
     _Atomic int hold_work;
-    uint64_t self_hold_ns;
+    uint64_t self_hold_ns, self_hold_cpu_ns;
     struct gc_thread *next;
 } gc_thread;
 extern CGC_TLS gc_thread *gc_self;

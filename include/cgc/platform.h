@@ -41,6 +41,8 @@ typedef struct plat_oncpu {
     long involuntary, voluntary;
 } plat_oncpu;
 void plat_thread_oncpu(plat_oncpu *out);
+/* The calling thread's CPU time alone (one system call; async-signal-safe). */
+uint64_t plat_thread_cpu_ns(void);
 /* Monotonic clock with a few milliseconds' resolution, cheap enough for allocation paths. */
 uint64_t plat_coarse_now_ns(void);
 /* The value of environment variable `name` read directly from `environ` (no allocation),
