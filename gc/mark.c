@@ -158,27 +158,28 @@ static inline void push_object(const alloc_span *s, uintptr_t base, size_t size)
     push_object_k(s, base, size, span_kind(s));
 }
 
-bool gc_mark_spin_for_work(uint64_t ns) {
-    if (plat_ncpu() < 2) return false; /* one CPU: the sharer cannot run while we spin */
+/* Spin (without a lock, keeping this CPU) for up to ns until done() holds; whether it does.
+ * Every wait of a marker for another one starts here, awake: woken from a futex sleep, a
+ * marker got its vCPU back milliseconds late on this VM now and then. In a stopped-world
+ * drain every mutator is parked and the CPU is free; elsewhere (an assist, a forced
+ * cycle's drain beside running mutators) a wait costs them at most ns. */
+static bool spin_until(bool (*done)(void), uint64_t ns) {
+    if (plat_ncpu() < 2) return done(); /* one CPU: what we wait for cannot run meanwhile */
     for (uint64_t t0 = plat_now_ns(); plat_now_ns() - t0 < ns;) {
-        if (atomic_load_explicit(&pool_has_full, memory_order_relaxed)) return true;
+        if (done()) return true;
         for (unsigned i = 0; i < 16; i++) plat_cpu_relax();
     }
-    return atomic_load_explicit(&pool_has_full, memory_order_relaxed);
+    return done();
+}
+static bool pool_has_work(void) { return atomic_load_explicit(&pool_has_full, memory_order_relaxed); }
+static bool work_or_end(void) {
+    return pool_has_work() || atomic_load_explicit(&drain_done, memory_order_relaxed);
+}
+static bool helpers_out(void) {
+    return atomic_load_explicit(&n_participants, memory_order_acquire) == 0;
 }
 
-/* Spin (without a lock) until *a or *b is set, for up to ns: where a marker would sleep on
- * pool_cv. In a stopped-world drain every mutator is parked and the CPU is free; in a
- * forced cycle's drain (cgc_collect, mutators running) a wait costs them at most ns. */
-static void wait_awake(_Atomic int *a, _Atomic bool *b, uint64_t ns) {
-    if (plat_ncpu() < 2) return; /* one CPU: what we wait for cannot run while we spin */
-    for (uint64_t t0 = plat_now_ns(); plat_now_ns() - t0 < ns;) {
-        if ((a && atomic_load_explicit(a, memory_order_relaxed)) ||
-            (b && atomic_load_explicit(b, memory_order_relaxed)))
-            return;
-        for (unsigned i = 0; i < 16; i++) plat_cpu_relax();
-    }
-}
+bool gc_mark_spin_for_work(uint64_t ns) { return spin_until(pool_has_work, ns); }
 
 /* Take work: from the local buffer, else a full buffer from the pool; false when marking
  * is complete. */
@@ -236,11 +237,10 @@ static CGC_NOINLINE bool pop(gc_work *out) {
             return false;
         }
         /* Counted as waiting from here, so the last marker to run out ends the drain at
-         * once; but still awake for a while: woken from a futex sleep by a share or by the
-         * drain's end, a marker got its vCPU back late on this VM now and then (a Guile
-         * trees collection of 5.4 ms had 1.35 ms of it on the collector's CPU, one sleep). */
+         * once; but still awake for a while before sleeping (spin_until: a Guile trees
+         * collection of 5.4 ms had 1.35 ms of it on the collector's CPU, one sleep). */
         pthread_mutex_unlock(&pool_lock);
-        wait_awake(&pool_has_full, &drain_done, POP_WAIT_NS);
+        spin_until(work_or_end, POP_WAIT_NS);
         pthread_mutex_lock(&pool_lock);
         if (pool_full == NULL && !drain_done) pthread_cond_wait(&pool_cv, &pool_lock);
         n_waiting--;
@@ -771,13 +771,10 @@ uint64_t gc_drain(void) {
     drain_open = false;
     n_participants--;
     /* Joined helpers check out: they saw the end awake (pop's wait) and leave at once, so
-     * wait awake for them too rather than be woken (the same late vCPU). */
+     * wait awake for them too rather than be woken. */
     if (n_participants > 0) {
         pthread_mutex_unlock(&pool_lock);
-        for (uint64_t t0 = plat_now_ns();
-             atomic_load_explicit(&n_participants, memory_order_acquire) > 0 &&
-             plat_now_ns() - t0 < POP_WAIT_NS;)
-            for (unsigned i = 0; i < 16; i++) plat_cpu_relax();
+        spin_until(helpers_out, POP_WAIT_NS);
         pthread_mutex_lock(&pool_lock);
     }
     while (n_participants > 0) pthread_cond_wait(&pool_cv, &pool_lock);
